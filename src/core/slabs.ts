@@ -17,17 +17,20 @@ export const DEFAULT_SLAB_MB = 64;
  * holds per voxel) stays within `budgetMB`. Always at least one row: a single row larger than the
  * budget is still processed, and callers that care check `rowBytes` first.
  */
-export function rowsPerSlab(shape: readonly number[], bytesPerVoxel: number, budgetMB: number = DEFAULT_SLAB_MB): number {
+export function rowsPerSlab(shape: readonly number[], bytesPerVoxel: number, budgetMB: number = DEFAULT_SLAB_MB, alignRows = 1): number {
   const rowVoxels = shape.slice(1).reduce((a, b) => a * b, 1);
   const rowBytes = Math.max(1, rowVoxels * bytesPerVoxel);
-  return Math.max(1, Math.floor((budgetMB * 1024 * 1024) / rowBytes));
+  const rows = Math.max(1, Math.floor((budgetMB * 1024 * 1024) / rowBytes));
+  // Whole chunks per slab: a slab that cuts a compressed chunk makes HDF5 inflate it twice.
+  if (alignRows > 1 && rows >= alignRows) return rows - (rows % alignRows);
+  return rows;
 }
 
 /** Slabs covering rows [0, shape[0]). A 0-d or empty volume yields nothing. */
-export function* slabs(shape: readonly number[], bytesPerVoxel: number, budgetMB: number = DEFAULT_SLAB_MB): Generator<Slab> {
+export function* slabs(shape: readonly number[], bytesPerVoxel: number, budgetMB: number = DEFAULT_SLAB_MB, alignRows = 1): Generator<Slab> {
   const rows = shape.length === 0 ? 1 : shape[0]!;
   if (rows === 0) return;
-  const step = shape.length === 0 ? 1 : rowsPerSlab(shape, bytesPerVoxel, budgetMB);
+  const step = shape.length === 0 ? 1 : rowsPerSlab(shape, bytesPerVoxel, budgetMB, alignRows);
   const count = Math.ceil(rows / step);
   for (let index = 0; index < count; index++) {
     const start = index * step;

@@ -1,0 +1,60 @@
+/** The `lazylabel` command line: global flags, one subcommand per module, stable exit codes, no stack traces for user errors. */
+import yargs, { type Argv } from 'yargs';
+import { ExitCode, isLazyLabelError, usageError } from '../errors.js';
+import { DEFAULT_SLAB_MB } from '../core/slabs.js';
+import * as check from './check.js';
+import { VERSION } from '../version.js';
+
+interface CommandSpec {
+  command: string;
+  describe: string;
+  builder: (y: Argv) => Argv<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  handler: (args: any) => Promise<number>; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+export const commands: CommandSpec[] = [
+  { command: 'check [files..]', describe: 'validate lazy-label HDF5 files (labels, info, raw pairing) or a whole manifest', ...check },
+];
+
+/** Exit code for bugs (not the user's fault): kept apart from the documented 0/1/2. */
+const INTERNAL_ERROR = 3;
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode: number = ExitCode.ok;
+  const verbose = argv.includes('--verbose');
+  let parser = yargs(argv)
+    .scriptName('lazylabel')
+    .version(VERSION)
+    .strict()
+    .demandCommand(1, 'name a command, e.g. lazylabel check --help')
+    .option('json', { type: 'boolean', default: false, global: true, describe: 'machine-readable JSON report on stdout (schemas/ has its JSON Schema)' })
+    .option('quiet', { type: 'boolean', default: false, global: true, describe: 'no progress bar' })
+    .option('verbose', { type: 'boolean', default: false, global: true, describe: 'show informational findings and internal details' })
+    .option('slab-mb', { type: 'number', default: DEFAULT_SLAB_MB, global: true, describe: 'memory budget per slab in MiB (volumes are streamed in slabs of this size)' })
+    .epilog('Exit codes: 0 ok, 1 errors found in the data, 2 usage error, 3 internal error (please report).')
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .fail((msg, err) => {
+      if (err) throw err;
+      throw usageError(msg, 'see --help');
+    });
+  for (const spec of commands) {
+    parser = parser.command(spec.command, spec.describe, spec.builder, async (args) => {
+      if (typeof args.slabMb !== 'number' || !(args.slabMb > 0)) throw usageError('--slab-mb must be a positive number');
+      exitCode = await spec.handler(args);
+    });
+  }
+  try {
+    await parser.parseAsync();
+    return exitCode;
+  } catch (e) {
+    if (isLazyLabelError(e)) {
+      process.stderr.write(`lazylabel: ${e.describe()}\n`);
+      return e.exitCode;
+    }
+    const err = e as Error;
+    process.stderr.write(`lazylabel: internal error: ${err?.message ?? String(e)}\n`);
+    if (verbose && err?.stack) process.stderr.write(err.stack + '\n');
+    else process.stderr.write('(run with --verbose for details, and please report it)\n');
+    return INTERNAL_ERROR;
+  }
+}

@@ -1,0 +1,60 @@
+/** JSON Schemas shipped in `schemas/`, compiled once with ajv; validation errors become plain-language field paths. */
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+
+const SCHEMA_DIR = fileURLToPath(new URL('../schemas/', import.meta.url));
+
+const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
+const compiled = new Map<string, ValidateFunction>();
+
+export function schemaPath(name: string): string {
+  return `${SCHEMA_DIR}${name}.schema.json`;
+}
+
+export function loadSchema(name: string): Record<string, unknown> {
+  return JSON.parse(fs.readFileSync(schemaPath(name), 'utf8')) as Record<string, unknown>;
+}
+
+function validator(name: string): ValidateFunction {
+  let v = compiled.get(name);
+  if (!v) {
+    v = ajv.compile(loadSchema(name));
+    compiled.set(name, v);
+  }
+  return v;
+}
+
+/** `/cubes/2/prio` → `cubes[2].prio` */
+function fieldPath(instancePath: string): string {
+  if (!instancePath) return '(top level)';
+  return instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('')
+    .replace(/^\./, '');
+}
+
+function describe(e: ErrorObject): string {
+  const at = fieldPath(e.instancePath);
+  switch (e.keyword) {
+    case 'required':
+      return `${at === '(top level)' ? '' : at + '.'}${String(e.params.missingProperty)} is missing`;
+    case 'additionalProperties':
+      return `${at}: unknown field '${String(e.params.additionalProperty)}'`;
+    case 'type':
+      return `${at} must be ${String(e.params.type)}`;
+    case 'enum':
+      return `${at} must be one of ${(e.params.allowedValues as unknown[]).join(', ')}`;
+    default:
+      return `${at} ${e.message ?? 'is invalid'}`;
+  }
+}
+
+/** Validate against a named schema; returns plain-language messages, empty when valid. */
+export function validateAgainst(name: string, value: unknown): string[] {
+  const v = validator(name);
+  if (v(value)) return [];
+  return (v.errors ?? []).map(describe);
+}
