@@ -1,0 +1,431 @@
+/** Training kernels for the tfjs wasm backend: the missing Conv2DBackpropFilter, plus fast replacements for the slow 3D/backprop conv kernels, built on wasm's XNNPACK Conv2D and BatchMatMul. */
+import * as tf from '@tensorflow/tfjs';
+// Side effect: registers the 'wasm' backend and its stock kernels. It must run before we look up the
+// stock kernels we wrap, otherwise a later import would silently replace our registrations.
+import '@tensorflow/tfjs-backend-wasm';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+
+type TensorInfo = tf.TensorInfo;
+type KernelConfig = tf.KernelConfig;
+type KernelFunc = tf.KernelFunc;
+type Attrs = tf.NamedAttrMap;
+
+/*
+ * Why each kernel is here (measured with tfjs-backend-wasm 4.22 in Node 20, SIMD, no threads):
+ *  - Conv2DBackpropFilter: not implemented by the wasm backend at all, so no 2D conv layer can train.
+ *  - Conv2DBackpropInput: stock version is a naive loop (~10x slower than XNNPACK Conv2D); for stride 1
+ *    it equals a Conv2D of dy with the flipped, in/out-swapped filter.
+ *  - Conv3D, Conv3DBackpropFilterV2: stock versions are naive loops, 10-20x slower than even the pure-JS
+ *    cpu backend. A 3D conv is a sum over filter depth of 2D convs, which run on XNNPACK; the filter
+ *    gradient is im2col + one (XNNPACK) matrix product.
+ *  - Conv3DBackpropInputV2: for stride 1 it is a Conv3D with the flipped filter, so it reuses the above.
+ * Every replacement falls back to the stock kernel for cases it does not handle (strides > 1 in the
+ * backprop-input kernels, channels-first layouts, odd paddings).
+ */
+
+/** Names registered by registerWasmTrainingKernels, in registration order. */
+export const WASM_TRAINING_KERNELS = [
+  'Conv2DBackpropFilter',
+  'Conv2DBackpropInput',
+  'Conv3D',
+  'Conv3DBackpropFilterV2',
+  'Conv3DBackpropInputV2',
+] as const;
+
+/** Marks our kernel functions on the global registry so re-registration (even from a second copy of this module) is a no-op. */
+const MARK = Symbol.for('lazylabel.wasmTrainingKernel');
+
+/** im2col chunks are capped at this many floats (64 MiB) so memory stays bounded for big patches. */
+const IM2COL_CHUNK_FLOATS = 1 << 24;
+
+// ---------------------------------------------------------------------------------------------
+// Heap helpers. All work happens directly on the wasm heap: no readSync copies. Any allocation can
+// grow (and so detach) the heap buffer, hence heap() is re-read after every allocation or kernel call.
+
+function heap(be: BackendWasm): Float32Array {
+  return new Float32Array(be.wasm.HEAPU8.buffer);
+}
+
+/** Float index of a tensor's first element in heap(). */
+function off(be: BackendWasm, t: TensorInfo): number {
+  return be.getMemoryOffset(t.dataId) >>> 2;
+}
+
+function alloc(be: BackendWasm, shape: number[]): TensorInfo {
+  return be.makeOutput(shape, 'float32');
+}
+
+function free(be: BackendWasm, ...ts: TensorInfo[]): void {
+  for (const t of ts) be.disposeData(t.dataId);
+}
+
+/** Copies len floats inside the heap; copyWithin is a memmove but has call overhead for tiny runs. */
+function copyRun(F: Float32Array, dst: number, src: number, len: number): void {
+  if (len < 16) {
+    for (let i = 0; i < len; i++) F[dst + i] = F[src + i];
+  } else {
+    F.copyWithin(dst, src, src + len);
+  }
+}
+
+function wasmKernel(name: string): KernelFunc {
+  const k = tf.getKernel(name, 'wasm');
+  if (!k) throw new Error(`wasm backend has no '${name}' kernel (is @tensorflow/tfjs-backend-wasm loaded?)`);
+  return k.kernelFunc;
+}
+
+function runKernel(name: string, be: BackendWasm, inputs: Record<string, TensorInfo>, attrs: Attrs): TensorInfo {
+  return wasmKernel(name)({ inputs, backend: be, attrs }) as TensorInfo;
+}
+
+function assertFloat32(name: string, ...ts: TensorInfo[]): void {
+  for (const t of ts) {
+    if (t.dtype !== 'float32') throw new Error(`${name} on wasm needs float32 tensors, got ${t.dtype}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geometry shared by 2D (d = od = fd = 1) and 3D convolutions, channels last.
+
+interface Geom {
+  n: number;
+  d: number; h: number; w: number; ci: number;
+  od: number; oh: number; ow: number; co: number;
+  fd: number; fh: number; fw: number;
+  sd: number; sh: number; sw: number;
+  dd: number; dh: number; dw: number;
+  /** Leading pads (front/top/left) locate the window; trailing ones (bottom/right) are only needed by Conv2D. */
+  pf: number; pt: number; pb: number; pl: number; pr: number;
+}
+
+function geomFrom3D(c: tf.backend_util.Conv3DInfo): Geom {
+  return {
+    n: c.batchSize, d: c.inDepth, h: c.inHeight, w: c.inWidth, ci: c.inChannels,
+    od: c.outDepth, oh: c.outHeight, ow: c.outWidth, co: c.outChannels,
+    fd: c.filterDepth, fh: c.filterHeight, fw: c.filterWidth,
+    sd: c.strideDepth, sh: c.strideHeight, sw: c.strideWidth,
+    dd: c.dilationDepth, dh: c.dilationHeight, dw: c.dilationWidth,
+    pf: c.padInfo.front, pt: c.padInfo.top, pb: c.padInfo.bottom, pl: c.padInfo.left, pr: c.padInfo.right,
+  };
+}
+
+function geomFrom2D(c: tf.backend_util.Conv2DInfo): Geom {
+  return {
+    n: c.batchSize, d: 1, h: c.inHeight, w: c.inWidth, ci: c.inChannels,
+    od: 1, oh: c.outHeight, ow: c.outWidth, co: c.outChannels,
+    fd: 1, fh: c.filterHeight, fw: c.filterWidth,
+    sd: 1, sh: c.strideHeight, sw: c.strideWidth,
+    dd: 1, dh: c.dilationHeight, dw: c.dilationWidth,
+    pf: 0, pt: c.padInfo.top, pb: c.padInfo.bottom, pl: c.padInfo.left, pr: c.padInfo.right,
+  };
+}
+
+/** Output indices o with 0 <= o*s + k*dil - pad < size, as [lo, hi] (empty when lo > hi). */
+function validRange(size: number, outSize: number, s: number, k: number, dil: number, pad: number): [number, number] {
+  const lo = Math.max(0, Math.ceil((pad - k * dil) / s));
+  const hi = Math.min(outSize - 1, Math.floor((size - 1 + pad - k * dil) / s));
+  return [lo, hi];
+}
+
+/**
+ * Gradient geometry for a stride-1 backprop-input pass: correlating dy with the flipped filter, padded
+ * by (f-1-leading) in front, gives dx. Returns null when that would need negative padding.
+ */
+function backpropInputGeom(g: Geom): Geom | null {
+  const pf = g.fd - 1 - g.pf;
+  const pt = g.fh - 1 - g.pt;
+  const pl = g.fw - 1 - g.pl;
+  // Trailing pads so that the output has the original input size.
+  const pback = g.d - g.od + g.fd - 1 - pf;
+  const pb = g.h - g.oh + g.fh - 1 - pt;
+  const pr = g.w - g.ow + g.fw - 1 - pl;
+  if (Math.min(pf, pt, pl, pback, pb, pr) < 0) return null;
+  return {
+    n: g.n, d: g.od, h: g.oh, w: g.ow, ci: g.co,
+    od: g.d, oh: g.h, ow: g.w, co: g.ci,
+    fd: g.fd, fh: g.fh, fw: g.fw,
+    sd: 1, sh: 1, sw: 1, dd: 1, dh: 1, dw: 1,
+    pf, pt, pb, pl, pr,
+  };
+}
+
+/** Filter [fd,fh,fw,ci,co] -> flipped along all spatial axes with ci/co swapped: [fd,fh,fw,co,ci]. */
+function flipSwapFilter(be: BackendWasm, filter: TensorInfo, fd: number, fh: number, fw: number, ci: number, co: number, outShape: number[]): TensorInfo {
+  const out = alloc(be, outShape);
+  const F = heap(be);
+  const src = off(be, filter);
+  const dst = off(be, out);
+  const taps = fd * fh * fw;
+  const block = ci * co;
+  for (let t = 0; t < taps; t++) {
+    const s = src + (taps - 1 - t) * block; // reversing the flat tap index flips d, h and w at once
+    const o = dst + t * block;
+    for (let i = 0; i < ci; i++) {
+      for (let j = 0; j < co; j++) F[o + j * ci + i] = F[s + i * co + j];
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cores.
+
+/**
+ * Channels-last 3D convolution as a sum over filter depth of XNNPACK 2D convolutions:
+ * out[b, z] += conv2d(x[b, z*sd + kd*dd - pf], filter[kd]). Depth slices are gathered so that each
+ * kd is one Conv2D call over a batch of n*count planes.
+ */
+function conv3dViaConv2d(be: BackendWasm, x: TensorInfo, filter: TensorInfo, g: Geom): TensorInfo {
+  const out = alloc(be, [g.n, g.od, g.oh, g.ow, g.co]);
+  const plane = g.h * g.w * g.ci;
+  const oplane = g.oh * g.ow * g.co;
+  const ftap = g.fh * g.fw * g.ci * g.co;
+  let F = heap(be);
+  F.fill(0, off(be, out), off(be, out) + g.n * g.od * oplane);
+  const conv2dAttrs: Attrs = {
+    strides: [g.sh, g.sw],
+    pad: [[0, 0], [g.pt, g.pb], [g.pl, g.pr], [0, 0]],
+    dilations: [g.dh, g.dw],
+    dataFormat: 'NHWC',
+  };
+  for (let kd = 0; kd < g.fd; kd++) {
+    const [lo, hi] = validRange(g.d, g.od, g.sd, kd, g.dd, g.pf);
+    const cnt = hi - lo + 1;
+    if (cnt <= 0) continue;
+    const shift = kd * g.dd - g.pf;
+    // When output depth z reads input depth z for every z, x itself is the batch of planes.
+    const identity = cnt === g.d && g.od === g.d && g.sd === 1 && shift === 0;
+    const xs = identity ? { dataId: x.dataId, shape: [g.n * g.d, g.h, g.w, g.ci], dtype: x.dtype } : alloc(be, [g.n * cnt, g.h, g.w, g.ci]);
+    const wk = alloc(be, [g.fh, g.fw, g.ci, g.co]);
+    F = heap(be);
+    if (!identity) {
+      const xo = off(be, x);
+      const so = off(be, xs);
+      for (let b = 0; b < g.n; b++) {
+        for (let j = 0; j < cnt; j++) {
+          const src = xo + (b * g.d + (lo + j) * g.sd + shift) * plane;
+          F.copyWithin(so + (b * cnt + j) * plane, src, src + plane);
+        }
+      }
+    }
+    const fo = off(be, filter) + kd * ftap;
+    F.copyWithin(off(be, wk), fo, fo + ftap);
+    const y = runKernel('Conv2D', be, { x: xs, filter: wk }, conv2dAttrs);
+    F = heap(be);
+    const yo = off(be, y);
+    const oo = off(be, out);
+    for (let b = 0; b < g.n; b++) {
+      for (let j = 0; j < cnt; j++) {
+        const s = yo + (b * cnt + j) * oplane;
+        const t = oo + (b * g.od + lo + j) * oplane;
+        for (let i = 0; i < oplane; i++) F[t + i] += F[s + i];
+      }
+    }
+    if (!identity) free(be, xs);
+    free(be, wk, y);
+  }
+  return out;
+}
+
+/**
+ * Filter gradient dW[kd,kh,kw,ci,co] = sum over output pixels of x-patch (x) dy, as
+ * dW^T = dy^T [co, M] @ im2col(x) [M, K], chunked over output rows. (BatchMatMul on wasm is only fast
+ * without transposes, so dy^T and the final transpose are done here in JS; both are small.)
+ */
+function convBackpropFilterIm2col(be: BackendWasm, x: TensorInfo, dy: TensorInfo, g: Geom, outShape: number[]): TensorInfo {
+  const { ci, co, ow, fd, fh, fw } = g;
+  const K = fd * fh * fw * ci;
+  const rows = g.n * g.od * g.oh; // each row is ow output pixels
+  const rowsPerChunk = Math.max(1, Math.floor(IM2COL_CHUNK_FLOATS / (ow * K)));
+  const acc = new Float32Array(co * K);
+  for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
+    const rc = Math.min(rowsPerChunk, rows - r0);
+    const mc = rc * ow;
+    const col = alloc(be, [mc, K]);
+    const dyT = alloc(be, [co, mc]);
+    const F = heap(be);
+    const colOff = off(be, col);
+    F.fill(0, colOff, colOff + mc * K);
+    const xOff = off(be, x);
+    for (let r = 0; r < rc; r++) {
+      const row = r0 + r;
+      const yo = row % g.oh;
+      const zo = Math.floor(row / g.oh) % g.od;
+      const b = Math.floor(row / (g.oh * g.od));
+      const rowCol = colOff + r * ow * K;
+      for (let kd = 0; kd < fd; kd++) {
+        const iz = zo * g.sd + kd * g.dd - g.pf;
+        if (iz < 0 || iz >= g.d) continue;
+        for (let kh = 0; kh < fh; kh++) {
+          const iy = yo * g.sh + kh * g.dh - g.pt;
+          if (iy < 0 || iy >= g.h) continue;
+          const pixBase = ((b * g.d + iz) * g.h + iy) * g.w;
+          for (let kw = 0; kw < fw; kw++) {
+            const [lo, hi] = validRange(g.w, ow, g.sw, kw, g.dw, g.pl);
+            const kOff = ((kd * fh + kh) * fw + kw) * ci;
+            const shift = kw * g.dw - g.pl;
+            if (ci === 1) {
+              for (let xo = lo; xo <= hi; xo++) F[rowCol + xo * K + kOff] = F[xOff + pixBase + xo * g.sw + shift];
+            } else {
+              for (let xo = lo; xo <= hi; xo++) {
+                copyRun(F, rowCol + xo * K + kOff, xOff + (pixBase + xo * g.sw + shift) * ci, ci);
+              }
+            }
+          }
+        }
+      }
+    }
+    // dy rows r0.. are contiguous [mc, co]; transpose into dyT [co, mc].
+    const dySrc = off(be, dy) + r0 * ow * co;
+    const dyTOff = off(be, dyT);
+    for (let m = 0; m < mc; m++) {
+      const s = dySrc + m * co;
+      for (let c = 0; c < co; c++) F[dyTOff + c * mc + m] = F[s + c];
+    }
+    const prod = runKernel('BatchMatMul', be, { a: dyT, b: col }, { transposeA: false, transposeB: false });
+    const P = heap(be);
+    const po = off(be, prod);
+    for (let i = 0; i < co * K; i++) acc[i] += P[po + i];
+    free(be, col, dyT, prod);
+  }
+  const out = alloc(be, outShape);
+  const F = heap(be);
+  const oo = off(be, out);
+  for (let k = 0; k < K; k++) {
+    for (let c = 0; c < co; c++) F[oo + k * co + c] = acc[c * K + k];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernels.
+
+type Fallback = KernelFunc | undefined;
+
+function conv2dBackpropFilter(_stock: Fallback): KernelFunc {
+  return ({ inputs, backend, attrs }) => {
+    const be = backend as BackendWasm;
+    let { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+    const a = attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+    assertFloat32('Conv2DBackpropFilter', x, dy);
+    const temps: TensorInfo[] = [];
+    if (a.dataFormat === 'NCHW') {
+      // Rare in practice (tfjs layers default to channels last): compute in NHWC.
+      x = runKernel('Transpose', be, { x }, { perm: [0, 2, 3, 1] });
+      dy = runKernel('Transpose', be, { x: dy }, { perm: [0, 2, 3, 1] });
+      temps.push(x, dy);
+    }
+    const info = tf.backend_util.computeConv2DInfo(
+      x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    const out = convBackpropFilterIm2col(be, x, dy, geomFrom2D(info), [...a.filterShape]);
+    free(be, ...temps);
+    return out;
+  };
+}
+
+function conv2dBackpropInput(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const be = backend as BackendWasm;
+    const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
+    const a = attrs as unknown as tf.Conv2DBackpropInputAttrs;
+    const info = a.dataFormat === 'NCHW' ? null : tf.backend_util.computeConv2DInfo(
+      a.inputShape, filter.shape as [number, number, number, number], a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    const g = info && info.strideHeight === 1 && info.strideWidth === 1 ? backpropInputGeom(geomFrom2D(info)) : null;
+    if (!g || dy.dtype !== 'float32' || filter.dtype !== 'float32') {
+      if (!stock) throw new Error('Conv2DBackpropInput: unsupported configuration on wasm');
+      return stock(args);
+    }
+    const wf = flipSwapFilter(be, filter, 1, g.fh, g.fw, g.co, g.ci, [g.fh, g.fw, g.ci, g.co]);
+    const out = runKernel('Conv2D', be, { x: dy, filter: wf }, {
+      strides: [1, 1],
+      pad: [[0, 0], [g.pt, g.pb], [g.pl, g.pr], [0, 0]],
+      dilations: [1, 1],
+      dataFormat: 'NHWC',
+    });
+    free(be, wf);
+    return out;
+  };
+}
+
+function conv3d(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const be = backend as BackendWasm;
+    const { x, filter } = inputs as { x: TensorInfo; filter: TensorInfo };
+    const a = attrs as unknown as tf.Conv3DAttrs;
+    if (a.dataFormat === 'NCDHW' || x.dtype !== 'float32' || filter.dtype !== 'float32') {
+      if (!stock) throw new Error('Conv3D: unsupported configuration on wasm');
+      return stock(args);
+    }
+    const info = tf.backend_util.computeConv3DInfo(
+      x.shape as [number, number, number, number, number], filter.shape as [number, number, number, number, number],
+      a.strides, a.dilations, a.pad);
+    return conv3dViaConv2d(be, x, filter, geomFrom3D(info));
+  };
+}
+
+function conv3dBackpropFilter(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const be = backend as BackendWasm;
+    const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+    const a = attrs as unknown as tf.Conv3DBackpropFilterV2Attrs;
+    if (x.dtype !== 'float32' || dy.dtype !== 'float32') {
+      if (!stock) throw new Error('Conv3DBackpropFilterV2: unsupported dtype on wasm');
+      return stock(args);
+    }
+    const info = tf.backend_util.computeConv3DInfo(
+      x.shape as [number, number, number, number, number], a.filterShape, a.strides, 1, a.pad);
+    return convBackpropFilterIm2col(be, x, dy, geomFrom3D(info), [...a.filterShape]);
+  };
+}
+
+function conv3dBackpropInput(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const be = backend as BackendWasm;
+    const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
+    const a = attrs as unknown as tf.Conv3DBackpropInputV2Attrs;
+    const info = tf.backend_util.computeConv3DInfo(
+      a.inputShape, filter.shape as [number, number, number, number, number], a.strides, 1, a.pad);
+    const strided = info.strideDepth !== 1 || info.strideHeight !== 1 || info.strideWidth !== 1;
+    const g = strided ? null : backpropInputGeom(geomFrom3D(info));
+    if (!g || dy.dtype !== 'float32' || filter.dtype !== 'float32') {
+      if (!stock) throw new Error('Conv3DBackpropInputV2: unsupported configuration on wasm');
+      return stock(args);
+    }
+    const wf = flipSwapFilter(be, filter, g.fd, g.fh, g.fw, g.co, g.ci, [g.fd, g.fh, g.fw, g.ci, g.co]);
+    const out = conv3dViaConv2d(be, dy, wf, g);
+    free(be, wf);
+    return out;
+  };
+}
+
+const FACTORIES: Record<(typeof WASM_TRAINING_KERNELS)[number], (stock: Fallback) => KernelFunc> = {
+  Conv2DBackpropFilter: conv2dBackpropFilter,
+  Conv2DBackpropInput: conv2dBackpropInput,
+  Conv3D: conv3d,
+  Conv3DBackpropFilterV2: conv3dBackpropFilter,
+  Conv3DBackpropInputV2: conv3dBackpropInput,
+};
+
+/**
+ * Registers the training kernels above for the 'wasm' backend and returns their names. Idempotent.
+ * Works before or after the wasm backend is initialised: the stock kernels' setup functions (which bind
+ * their C entry points) are kept on our configs, and our own kernels need no setup.
+ */
+export function registerWasmTrainingKernels(): string[] {
+  for (const name of WASM_TRAINING_KERNELS) {
+    const existing = tf.getKernel(name, 'wasm');
+    if (existing && (existing.kernelFunc as unknown as Record<symbol, unknown>)[MARK]) continue;
+    const kernelFunc = FACTORIES[name](existing?.kernelFunc);
+    (kernelFunc as unknown as Record<symbol, unknown>)[MARK] = true;
+    const config: KernelConfig = { kernelName: name, backendName: 'wasm', kernelFunc };
+    if (existing?.setupFunc) config.setupFunc = existing.setupFunc;
+    // Unregister first: registerKernel would otherwise warn about the override.
+    if (existing) tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel(config);
+  }
+  return [...WASM_TRAINING_KERNELS];
+}
