@@ -44,7 +44,7 @@ describe('check rules on h5py fixtures', () => {
 
   it('reports the voxel count of a class flagged not present', async () => {
     const r = await checkCube({ label: fixture('check', 'not_present_has_voxels.h5'), labelKey: 'lab', infoKey: 'info' }, { nLab: 3 });
-    expect(r.findings.find((f) => f.code === 'not-present-has-voxels')!.message).toContain(`has ${expected['not_present_has_voxels.h5']!.flaggedCount} labelled voxels`);
+    expect(r.findings.find((f) => f.code === 'not-present-has-voxels')!.message).toContain(`has ${expected["not_present_has_voxels.h5"]!.flaggedCount} voxels labelled with it`);
   });
 
   it('reports the info mask as used and the labelled fraction of a lazy cube', async () => {

@@ -3,6 +3,7 @@ import yargs, { type Argv } from 'yargs';
 import { ExitCode, isLazyLabelError, usageError } from '../errors.js';
 import { DEFAULT_SLAB_MB } from '../core/slabs.js';
 import * as check from './check.js';
+import * as convert from './convert.js';
 import { VERSION } from '../version.js';
 
 interface CommandSpec {
@@ -14,6 +15,7 @@ interface CommandSpec {
 
 export const commands: CommandSpec[] = [
   { command: 'check [files..]', describe: 'validate lazy-label HDF5 files (labels, info, raw pairing) or a whole manifest', ...check },
+  { command: 'convert', describe: 'turn coarse masks or dense class volumes into -1-ignored label volumes with info', ...convert },
 ];
 
 /** Exit code for bugs (not the user's fault): kept apart from the documented 0/1/2. */

@@ -65,7 +65,7 @@ function consistencyFindings(t: LabelTallyResult, mask: InfoMask): Finding[] {
   const out: Finding[] = [];
   t.classCounts.forEach((n, c) => {
     if (mask.notPresent[c] && n > 0) {
-      out.push(error(Codes.notPresentHasVoxels, `class ${c} is flagged not present in 'info' but has ${n} labelled voxels; clear the flag or relabel those voxels`));
+      out.push(error(Codes.notPresentHasVoxels, `class ${c} is flagged not present in 'info' but has ${n} voxels labelled with it; clear the flag or relabel those voxels`));
     } else if (!mask.labeled[c] && n > 0) {
       out.push(warning(Codes.unlabeledClassHasVoxels, `class ${c} has ${n} voxels but is flagged not labelled in 'info': these voxels are ignored by the loss`));
     }

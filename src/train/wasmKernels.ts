@@ -13,14 +13,16 @@ type Attrs = tf.NamedAttrMap;
 /*
  * Why each kernel is here (measured with tfjs-backend-wasm 4.22 in Node 20, SIMD, no threads):
  *  - Conv2DBackpropFilter: not implemented by the wasm backend at all, so no 2D conv layer can train.
- *  - Conv2DBackpropInput: stock version is a naive loop (~10x slower than XNNPACK Conv2D); for stride 1
- *    it equals a Conv2D of dy with the flipped, in/out-swapped filter.
+ *  - Conv2DBackpropInput: stock version is a naive loop (~10x slower than XNNPACK Conv2D). dx is a
+ *    Conv2D of dy (zero-dilated by the strides) with the flipped, in/out-swapped filter.
  *  - Conv3D, Conv3DBackpropFilterV2: stock versions are naive loops, 10-20x slower than even the pure-JS
  *    cpu backend. A 3D conv is a sum over filter depth of 2D convs, which run on XNNPACK; the filter
  *    gradient is im2col + one (XNNPACK) matrix product.
- *  - Conv3DBackpropInputV2: for stride 1 it is a Conv3D with the flipped filter, so it reuses the above.
- * Every replacement falls back to the stock kernel for cases it does not handle (strides > 1 in the
- * backprop-input kernels, channels-first layouts, odd paddings).
+ *  - Conv3DBackpropInputV2: same trick as Conv2DBackpropInput on top of our Conv3D. The stock kernel
+ *    also disagrees with the cpu backend for strided 'same' convs with odd sizes (and so does the stock
+ *    Conv3DBackpropFilterV2), which the tests against cpu pin down.
+ * Replacements fall back to the stock kernel only for what they do not handle (channels-first layouts,
+ * non-float32 inputs, explicit paddings larger than the filter).
  */
 
 /** Names registered by registerWasmTrainingKernels, in registration order. */
@@ -128,25 +130,50 @@ function validRange(size: number, outSize: number, s: number, k: number, dil: nu
 }
 
 /**
- * Gradient geometry for a stride-1 backprop-input pass: correlating dy with the flipped filter, padded
- * by (f-1-leading) in front, gives dx. Returns null when that would need negative padding.
+ * Geometry of the backprop-input pass as a stride-1 correlation: dy is dilated by the forward strides
+ * (zeros inserted, size (o-1)*s+1), padded by f-1-leading pad in front, and correlated with the flipped
+ * filter; that yields dx. Returns null when it would need negative padding (only for odd explicit pads).
  */
 function backpropInputGeom(g: Geom): Geom | null {
+  const od = (g.od - 1) * g.sd + 1;
+  const oh = (g.oh - 1) * g.sh + 1;
+  const ow = (g.ow - 1) * g.sw + 1;
   const pf = g.fd - 1 - g.pf;
   const pt = g.fh - 1 - g.pt;
   const pl = g.fw - 1 - g.pl;
   // Trailing pads so that the output has the original input size.
-  const pback = g.d - g.od + g.fd - 1 - pf;
-  const pb = g.h - g.oh + g.fh - 1 - pt;
-  const pr = g.w - g.ow + g.fw - 1 - pl;
+  const pback = g.d - od + g.fd - 1 - pf;
+  const pb = g.h - oh + g.fh - 1 - pt;
+  const pr = g.w - ow + g.fw - 1 - pl;
   if (Math.min(pf, pt, pl, pback, pb, pr) < 0) return null;
   return {
-    n: g.n, d: g.od, h: g.oh, w: g.ow, ci: g.co,
+    n: g.n, d: od, h: oh, w: ow, ci: g.co,
     od: g.d, oh: g.h, ow: g.w, co: g.ci,
     fd: g.fd, fh: g.fh, fw: g.fw,
     sd: 1, sh: 1, sw: 1, dd: 1, dh: 1, dw: 1,
     pf, pt, pb, pl, pr,
   };
+}
+
+/** dy [n,od,oh,ow,c] with (s-1) zeros inserted between elements along each strided axis; dy itself when all strides are 1. */
+function dilateForStrides(be: BackendWasm, dy: TensorInfo, fwd: Geom, bwd: Geom): TensorInfo {
+  if (fwd.sd === 1 && fwd.sh === 1 && fwd.sw === 1) return dy;
+  const c = fwd.co;
+  const out = alloc(be, [bwd.n, bwd.d, bwd.h, bwd.w, c]);
+  const F = heap(be);
+  const oo = off(be, out);
+  const so = off(be, dy);
+  F.fill(0, oo, oo + bwd.n * bwd.d * bwd.h * bwd.w * c);
+  let src = so;
+  for (let b = 0; b < fwd.n; b++) {
+    for (let z = 0; z < fwd.od; z++) {
+      for (let y = 0; y < fwd.oh; y++) {
+        const rowDst = oo + (((b * bwd.d + z * fwd.sd) * bwd.h + y * fwd.sh) * bwd.w) * c;
+        for (let x = 0; x < fwd.ow; x++, src += c) copyRun(F, rowDst + x * fwd.sw * c, src, c);
+      }
+    }
+  }
+  return out;
 }
 
 /** Filter [fd,fh,fw,ci,co] -> flipped along all spatial axes with ci/co swapped: [fd,fh,fw,co,ci]. */
@@ -331,19 +358,23 @@ function conv2dBackpropInput(stock: Fallback): KernelFunc {
     const a = attrs as unknown as tf.Conv2DBackpropInputAttrs;
     const info = a.dataFormat === 'NCHW' ? null : tf.backend_util.computeConv2DInfo(
       a.inputShape, filter.shape as [number, number, number, number], a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-    const g = info && info.strideHeight === 1 && info.strideWidth === 1 ? backpropInputGeom(geomFrom2D(info)) : null;
-    if (!g || dy.dtype !== 'float32' || filter.dtype !== 'float32') {
+    const fwd = info ? geomFrom2D(info) : null;
+    const g = fwd ? backpropInputGeom(fwd) : null;
+    if (!fwd || !g || dy.dtype !== 'float32' || filter.dtype !== 'float32') {
       if (!stock) throw new Error('Conv2DBackpropInput: unsupported configuration on wasm');
       return stock(args);
     }
+    const dyd = dilateForStrides(be, dy, fwd, g);
     const wf = flipSwapFilter(be, filter, 1, g.fh, g.fw, g.co, g.ci, [g.fh, g.fw, g.ci, g.co]);
-    const out = runKernel('Conv2D', be, { x: dy, filter: wf }, {
+    const dyIn = dyd === dy ? dy : { dataId: dyd.dataId, shape: [g.n, g.h, g.w, g.ci], dtype: dyd.dtype };
+    const out = runKernel('Conv2D', be, { x: dyIn, filter: wf }, {
       strides: [1, 1],
       pad: [[0, 0], [g.pt, g.pb], [g.pl, g.pr], [0, 0]],
       dilations: [1, 1],
       dataFormat: 'NHWC',
     });
     free(be, wf);
+    if (dyd !== dy) free(be, dyd);
     return out;
   };
 }
@@ -389,15 +420,17 @@ function conv3dBackpropInput(stock: Fallback): KernelFunc {
     const a = attrs as unknown as tf.Conv3DBackpropInputV2Attrs;
     const info = tf.backend_util.computeConv3DInfo(
       a.inputShape, filter.shape as [number, number, number, number, number], a.strides, 1, a.pad);
-    const strided = info.strideDepth !== 1 || info.strideHeight !== 1 || info.strideWidth !== 1;
-    const g = strided ? null : backpropInputGeom(geomFrom3D(info));
+    const fwd = geomFrom3D(info);
+    const g = backpropInputGeom(fwd);
     if (!g || dy.dtype !== 'float32' || filter.dtype !== 'float32') {
       if (!stock) throw new Error('Conv3DBackpropInputV2: unsupported configuration on wasm');
       return stock(args);
     }
+    const dyd = dilateForStrides(be, dy, fwd, g);
     const wf = flipSwapFilter(be, filter, g.fd, g.fh, g.fw, g.co, g.ci, [g.fd, g.fh, g.fw, g.ci, g.co]);
-    const out = conv3dViaConv2d(be, dy, wf, g);
+    const out = conv3dViaConv2d(be, dyd, wf, g);
     free(be, wf);
+    if (dyd !== dy) free(be, dyd);
     return out;
   };
 }

@@ -1,0 +1,461 @@
+/** `convert`: stream masks or class volumes into a -1-ignored int16 label volume with `info`, re-check it, and optionally register it in a manifest (library entry point). */
+import path from 'node:path';
+import { LazyLabelError, usageError } from '../errors.js';
+import { H5Sink, H5Source, defaultChunks, type DatasetInfo } from '../io/hdf5.js';
+import { checkOutputPath, writeAtomically, writeTextAtomically } from '../io/atomic.js';
+import { slabs, rowsPerSlab, DEFAULT_SLAB_MB } from '../core/slabs.js';
+import { rawSpatialShape } from '../core/checkRules.js';
+import { infoMaskToArray, isLazy } from '../core/infoMask.js';
+import { classIdOf, parseManifest, type Manifest } from '../core/manifest.js';
+import { Codes } from '../core/findings.js';
+import {
+  ConvertTally, buildInfo, findContradictions, mapAllIgnore, mapMarkerValue, mapMaskClasses, mapMaskFill,
+  type ConvertInfo, type ConvertMode, type ConvertTallyResult,
+} from '../core/convert.js';
+import { checkCube, type FileReport } from './check.js';
+import { requireManifest } from './manifestFile.js';
+import { slabBytesPerVoxel, type ScanOptions } from './scan.js';
+import { noProgress } from './progress.js';
+import type { NumericArray } from '../io/dtype.js';
+import { VERSION } from '../version.js';
+
+export interface VolumeInput {
+  file: string;
+  key: string;
+}
+
+export interface ConvertOptions extends ScanOptions {
+  /** The label file to write. */
+  output: string;
+  /** Label dataset in the output (default `lab`); `info` always goes next to it at the root. */
+  outKey?: string;
+  mask?: VolumeInput;
+  classes?: VolumeInput;
+  /** Raw volume whose spatial shape an `allIgnore` output takes. */
+  like?: VolumeInput;
+  /** Class id or class name painted inside the mask. */
+  fillClass?: string | number;
+  allIgnore?: boolean;
+  /** Dense `classes`: this value means ignore (e.g. 255). */
+  ignoreValue?: number;
+  /** Dense `classes`: this value means "not annotated" (e.g. 0); combine with `shift`. */
+  unlabeledValue?: number;
+  /** With `unlabeledValue`: classes above it move down by one. */
+  shift?: boolean;
+  /** Spatial dimensions of `like` when its rank is ambiguous (default: 3 for 4-D raw, else its rank). */
+  ndim?: number;
+  nLab?: number;
+  /** Manifest giving n_lab and class names; with `cubeName`, the cube entry is added or updated. */
+  manifest?: string;
+  cubeName?: string;
+  /** Raw volume of this cube: shape-checked before writing, passed to the re-check and written to the manifest. */
+  raw?: VolumeInput;
+  /** Classes annotated wherever they occur (ids or names); default: the classes that occur in the output. */
+  labeled?: (string | number)[];
+  /** Classes that occur nowhere in this cube (ids or names). */
+  notPresent?: (string | number)[];
+  /** Write a cube with no labelled voxel and no not-present flag. */
+  allowEmpty?: boolean;
+  force?: boolean;
+  /** Recorded in the output's `lazylabel` attribute. */
+  commandLine?: string[];
+}
+
+export interface ConvertInputReport {
+  role: 'mask' | 'classes' | 'like' | 'raw';
+  file: string;
+  dataset: string;
+  shape: number[];
+  dtype: string;
+}
+
+export interface ConvertReport {
+  command: 'convert';
+  /** The written output passed its re-check (no error finding). */
+  ok: boolean;
+  output: { path: string; dataset: string; infoDataset: string; shape: number[]; dtype: 'int16'; chunks: number[]; compression: string };
+  mode: ConvertMode;
+  inputs: ConvertInputReport[];
+  nLab: number;
+  classNames?: string[];
+  /** The written `info`, as 0/1 rows. */
+  info: { labeled: number[]; notPresent: number[] };
+  labeledFrom: 'occurring' | 'flag';
+  classCounts: number[];
+  ignored: number;
+  voxels: number;
+  ignoredFraction: number;
+  /** How many slabs the volume was streamed in (memory stays bounded by one slab). */
+  slabs: number;
+  /** Attributes copied from the input datasets onto the output label dataset. */
+  attrsCopied: string[];
+  /** The re-check of the written output, as `lazylabel check` reports it. */
+  check: FileReport;
+  manifestUpdated: boolean;
+  manifest?: { path: string; cube: string; action: 'added' | 'updated'; lazyLabelsEnabled: boolean };
+}
+
+const INFO_KEY = 'info';
+/** int16 holds class ids up to 32767. */
+const MAX_N_LAB = 32768;
+
+const fmtShape = (s: readonly number[]): string => `(${s.join(', ')})`;
+const refText = (v: VolumeInput): string => `${v.file}:${v.key}`;
+
+interface Plan {
+  mode: ConvertMode;
+  nLab: number;
+  classNames?: string[];
+  manifest?: Manifest;
+  fillClass?: number;
+  marker?: number;
+  shift: boolean;
+  labeled: number[] | null;
+  notPresent: number[];
+  outKey: string;
+  raw?: VolumeInput;
+}
+
+/** Which conversion the options ask for; every contradiction between flags is a usage error. */
+function resolveMode(o: ConvertOptions): ConvertMode {
+  const modes: string[] = [];
+  if (o.mask) modes.push('--mask');
+  if (o.allIgnore) modes.push('--all-ignore');
+  if (o.ignoreValue !== undefined) modes.push('--ignore-value');
+  if (o.unlabeledValue !== undefined) modes.push('--unlabeled-value');
+  const usage = '--mask M --classes C | --mask M --fill-class K | --like RAW --all-ignore | --classes C --ignore-value V | --classes C --unlabeled-value V [--shift]';
+  if (modes.length === 0) {
+    throw usageError(o.classes ? '--classes alone does not say what to ignore' : 'nothing to convert', `choose one of: ${usage}`);
+  }
+  if (modes.length > 1) throw usageError(`${modes.join(' and ')} are different conversions; choose one`, usage);
+  if (o.shift && o.unlabeledValue === undefined) throw usageError('--shift only goes with --unlabeled-value', 'e.g. --unlabeled-value 0 --shift maps 0 to -1 and 1..n to 0..n-1');
+  if (o.like && !o.allIgnore) throw usageError('--like only goes with --all-ignore', 'give --raw to check the output against a raw volume');
+  if (o.fillClass !== undefined && !o.mask) throw usageError('--fill-class needs --mask');
+  if (o.mask) {
+    if (o.classes && o.fillClass !== undefined) throw usageError('give --classes or --fill-class with --mask, not both');
+    if (!o.classes && o.fillClass === undefined) throw usageError('--mask needs --classes C or --fill-class K', 'the mask says where labels are, not which class');
+    return o.classes ? 'mask-classes' : 'mask-fill';
+  }
+  if (o.allIgnore) {
+    if (o.classes) throw usageError('--all-ignore writes no classes: drop --classes');
+    if (!o.like) throw usageError('--all-ignore needs --like RAW', 'the output takes the spatial shape of the raw volume');
+    return 'all-ignore';
+  }
+  if (!o.classes) throw usageError(`${modes[0]} needs --classes C`, 'the dense class volume to convert');
+  if (o.ignoreValue !== undefined && !Number.isFinite(o.ignoreValue)) throw usageError(`--ignore-value must be a number, got ${o.ignoreValue}`);
+  if (o.unlabeledValue !== undefined && !Number.isFinite(o.unlabeledValue)) throw usageError(`--unlabeled-value must be a number, got ${o.unlabeledValue}`);
+  return o.ignoreValue !== undefined ? 'ignore-value' : 'unlabeled-value';
+}
+
+function classIds(tokens: readonly (string | number)[], flag: string, nLab: number, classNames?: string[]): number[] {
+  const ids: number[] = [];
+  for (const token of tokens) {
+    const id = classIdOf(String(token).trim(), nLab, classNames);
+    if (id === null) {
+      const names = classNames?.length ? ` (names: ${classNames.join(', ')})` : '';
+      throw usageError(`${flag} ${token}: no such class; classes are 0..${nLab - 1}${names}`);
+    }
+    if (!ids.includes(id)) ids.push(id);
+  }
+  return ids.sort((a, b) => a - b);
+}
+
+/** Everything that can be decided from the flags and the manifest alone, before any volume is opened. */
+function makePlan(o: ConvertOptions): Plan {
+  const mode = resolveMode(o);
+  const outKey = (o.outKey ?? 'lab').replace(/^\/+/, '');
+  if (!outKey) throw usageError('--out-key must name a dataset');
+  if (outKey === INFO_KEY) throw usageError(`--out-key cannot be '${INFO_KEY}': that dataset holds the info mask`);
+  if (o.cubeName !== undefined && !o.manifest) throw usageError('--cube-name needs --manifest', 'it names the cube entry to add or update');
+  if (o.cubeName !== undefined && !o.cubeName.trim()) throw usageError('--cube-name must not be empty');
+  const manifest = o.manifest ? requireManifest(o.manifest) : undefined;
+  let nLab = o.nLab;
+  if (manifest) {
+    if (nLab !== undefined && nLab !== manifest.nLab) throw usageError(`--n-lab ${nLab} contradicts n_lab ${manifest.nLab} in ${o.manifest}`, 'drop --n-lab: the manifest gives it');
+    nLab = manifest.nLab;
+  }
+  if (nLab === undefined) throw usageError('--n-lab is required (or --manifest dataset.json giving n_lab)', 'e.g. --n-lab 3 for classes 0, 1, 2');
+  if (!Number.isInteger(nLab) || nLab < 1 || nLab > MAX_N_LAB) throw usageError(`--n-lab must be an integer in 1..${MAX_N_LAB}, got ${nLab}`);
+  const classNames = manifest?.classNames;
+  let fillClass: number | undefined;
+  if (o.fillClass !== undefined) {
+    const id = classIdOf(String(o.fillClass).trim(), nLab, classNames);
+    if (id === null) throw usageError(`--fill-class ${o.fillClass}: no such class; classes are 0..${nLab - 1}${classNames?.length ? ` (names: ${classNames.join(', ')})` : ''}`);
+    fillClass = id;
+  }
+  return {
+    mode,
+    nLab,
+    ...(classNames ? { classNames } : {}),
+    ...(manifest ? { manifest } : {}),
+    ...(fillClass !== undefined ? { fillClass } : {}),
+    ...(o.ignoreValue !== undefined ? { marker: o.ignoreValue } : o.unlabeledValue !== undefined ? { marker: o.unlabeledValue } : {}),
+    shift: o.shift ?? false,
+    labeled: o.labeled ? classIds(o.labeled, '--labeled', nLab, classNames) : null,
+    notPresent: classIds(o.notPresent ?? [], '--not-present', nLab, classNames),
+    outKey,
+    // an all-ignore cube's raw is the volume it was shaped like
+    ...(o.raw ? { raw: o.raw } : mode === 'all-ignore' && o.like ? { raw: o.like } : {}),
+  };
+}
+
+/** The manifest JSON with this cube's entry added or replaced; paths relative to the manifest folder. */
+function manifestWithCube(m: Manifest, cubeName: string, output: string, outKey: string, raw: VolumeInput | undefined, enableLazy: boolean): { json: Record<string, unknown>; action: 'added' | 'updated'; lazyLabelsEnabled: boolean } {
+  const rel = (p: string): string => path.relative(path.dirname(m.path), path.resolve(p)) || '.';
+  const json = structuredClone(m.json);
+  const cubes = json.cubes as Record<string, unknown>[];
+  const existing = m.cubes.find((c) => c.name === cubeName);
+  const entry: Record<string, unknown> = existing ? { ...cubes[existing.index] } : { name: cubeName };
+  entry.label = rel(output);
+  // a stale key from the old entry would point training at the wrong dataset
+  if (outKey === 'lab') delete entry.label_key;
+  else entry.label_key = outKey;
+  delete entry.info_key;
+  if (raw) {
+    entry.raw = rel(raw.file);
+    if (raw.key === 'raw') delete entry.raw_key;
+    else entry.raw_key = raw.key;
+  }
+  if (existing) cubes[existing.index] = entry;
+  else cubes.push(entry);
+  const lazyLabelsEnabled = enableLazy && json.lazy_labels !== true;
+  if (lazyLabelsEnabled) json.lazy_labels = true;
+  return { json, action: existing ? 'updated' : 'added', lazyLabelsEnabled };
+}
+
+/** Refuse a manifest update that would make the manifest invalid (e.g. the label file already listed under another name). */
+function assertManifestUpdatable(m: Manifest, json: Record<string, unknown>): void {
+  const { manifest, findings } = parseManifest(json, m.path);
+  const errors = findings.filter((f) => f.severity === 'error');
+  if (!manifest || errors.length) {
+    throw new LazyLabelError(`adding this cube would make the manifest invalid: ${errors.map((f) => f.message).join('; ')}`, {
+      code: Codes.manifestSchema, file: m.path, hint: 'pick another --cube-name or output, or edit the manifest',
+    });
+  }
+}
+
+interface OpenInput {
+  ref: VolumeInput;
+  role: ConvertInputReport['role'];
+  src: H5Source;
+  meta: DatasetInfo;
+}
+
+function describeInput(i: OpenInput): ConvertInputReport {
+  return { role: i.role, file: i.ref.file, dataset: i.ref.key, shape: i.meta.shape, dtype: i.meta.typeName };
+}
+
+/** Open each distinct file once (mask and classes often share one file). */
+async function openAll(refs: { ref: VolumeInput; role: ConvertInputReport['role'] }[], sources: Map<string, H5Source>): Promise<OpenInput[]> {
+  const out: OpenInput[] = [];
+  for (const { ref, role } of refs) {
+    const id = path.resolve(ref.file);
+    let src = sources.get(id);
+    if (!src) {
+      src = await H5Source.open(ref.file);
+      sources.set(id, src);
+    }
+    const meta = src.info(ref.key);
+    if (!meta.dtype) {
+      throw new LazyLabelError(`the ${role} volume is stored as ${meta.typeName}`, { code: Codes.labelDtypeUnsupported, file: ref.file, dataset: ref.key, hint: 'masks and class volumes must be integer, boolean or float arrays' });
+    }
+    out.push({ ref, role, src, meta });
+  }
+  return out;
+}
+
+/** Output shape from the inputs; shape problems are data errors naming both volumes. */
+function outputShape(mode: ConvertMode, inputs: Map<string, OpenInput>, ndim: number | undefined): number[] {
+  if (mode === 'all-ignore') {
+    const like = inputs.get('like')!;
+    const rank = like.meta.shape.length;
+    if (ndim !== undefined && ndim !== 2 && ndim !== 3) throw usageError(`--ndim must be 2 or 3, got ${ndim}`);
+    const want = ndim ?? (rank === 4 ? 3 : rank);
+    const spatial = rawSpatialShape(like.meta.shape, want);
+    if (!spatial || (spatial.length !== 2 && spatial.length !== 3)) {
+      throw new LazyLabelError(`raw volume has shape ${fmtShape(like.meta.shape)}, which is neither (x, y[, z]) nor channels-first (ch, x, y[, z])`, {
+        code: Codes.rawNdim, file: like.ref.file, dataset: like.ref.key, hint: '--like needs a 2-D/3-D raw volume, or 4-D with channels first',
+      });
+    }
+    return spatial;
+  }
+  const first = inputs.get('mask') ?? inputs.get('classes')!;
+  const shape = first.meta.shape;
+  if (shape.length !== 2 && shape.length !== 3) {
+    throw new LazyLabelError(`the ${first.role} volume has shape ${fmtShape(shape)}; expected a 2-D (x, y) or 3-D (x, y, z) volume`, { code: Codes.labelNdim, file: first.ref.file, dataset: first.ref.key });
+  }
+  const classes = inputs.get('classes');
+  if (mode === 'mask-classes' && classes) {
+    const other = classes.meta.shape;
+    if (other.length !== shape.length || other.some((n, i) => n !== shape[i])) {
+      throw new LazyLabelError(`mask ${refText(first.ref)} has shape ${fmtShape(shape)} but classes ${refText(classes.ref)} has shape ${fmtShape(other)}`, {
+        code: 'shape-mismatch', file: classes.ref.file, dataset: classes.ref.key, hint: 'mask and classes must cover the same voxels',
+      });
+    }
+  }
+  if (shape.some((n) => n === 0)) {
+    throw new LazyLabelError(`the ${first.role} volume ${fmtShape(shape)} has no voxels`, { code: 'empty-volume', file: first.ref.file, dataset: first.ref.key });
+  }
+  return shape;
+}
+
+/** The raw volume of the cube must fit the output before anything is written (same rule as `check`). */
+function assertRawFits(raw: OpenInput, shape: number[], offset: number[] | undefined): void {
+  const spatial = rawSpatialShape(raw.meta.shape, shape.length);
+  const fail = (message: string): never => {
+    throw new LazyLabelError(message, { code: Codes.rawShapeMismatch, file: raw.ref.file, dataset: raw.ref.key, hint: 'pass the raw volume these labels belong to' });
+  };
+  if (!spatial) return fail(`raw data has shape ${fmtShape(raw.meta.shape)}, which is neither ${shape.length}-D like the output ${fmtShape(shape)} nor channels-first (ch, ...)`);
+  if (offset && offset.length === shape.length) {
+    if (!shape.every((n, i) => offset[i]! >= 0 && offset[i]! + n <= spatial[i]!)) fail(`output ${fmtShape(shape)} at the manifest offset [${offset.join(', ')}] does not fit inside raw ${fmtShape(spatial)}`);
+  } else if (spatial.length !== shape.length || spatial.some((n, i) => n !== shape[i])) {
+    fail(`raw spatial shape ${fmtShape(spatial)} differs from the output shape ${fmtShape(shape)}`);
+  }
+}
+
+/** Attributes of the input datasets (e.g. resolution, offset) for the output; the class volume wins over the mask, the mask over the raw. */
+function inheritedAttrs(inputs: Map<string, OpenInput>): Record<string, unknown> {
+  const attrs: Record<string, unknown> = {};
+  for (const role of ['like', 'mask', 'classes'] as const) {
+    const i = inputs.get(role);
+    if (i) Object.assign(attrs, i.src.attrs(i.ref.key));
+  }
+  delete attrs.lazylabel;
+  return attrs;
+}
+
+/** Convert, refusing contradictions before anything appears at the output path. */
+export async function convert(o: ConvertOptions): Promise<ConvertReport> {
+  const plan = makePlan(o);
+  const guard = {
+    force: o.force ?? false,
+    inputs: [o.mask?.file, o.classes?.file, o.like?.file, plan.raw?.file, o.manifest].filter((f): f is string => f !== undefined),
+  };
+  // cheap usage checks on the output first, so a wrong -o fails before any volume is read
+  checkOutputPath(o.output, guard);
+  let updatedManifest: ReturnType<typeof manifestWithCube> | undefined;
+  const existingCube = plan.manifest && o.cubeName !== undefined ? plan.manifest.cubes.find((c) => c.name === o.cubeName) : undefined;
+  if (plan.manifest && o.cubeName !== undefined) {
+    assertManifestUpdatable(plan.manifest, manifestWithCube(plan.manifest, o.cubeName, o.output, plan.outKey, plan.raw, true).json);
+  }
+
+  const sources = new Map<string, H5Source>();
+  let written: { shape: number[]; chunks: number[]; slabCount: number; tally: ConvertTallyResult; info: ConvertInfo; attrsCopied: string[]; inputs: ConvertInputReport[] };
+  try {
+    const wanted: { ref: VolumeInput; role: ConvertInputReport['role'] }[] = [];
+    if (o.mask) wanted.push({ ref: o.mask, role: 'mask' });
+    if (o.classes) wanted.push({ ref: o.classes, role: 'classes' });
+    if (plan.mode === 'all-ignore') wanted.push({ ref: o.like!, role: 'like' });
+    const opened = await openAll(wanted, sources);
+    const inputs = new Map(opened.map((i) => [i.role, i]));
+    const shape = outputShape(plan.mode, inputs, o.ndim);
+    let rawInput: OpenInput | undefined;
+    if (plan.raw) {
+      rawInput = (await openAll([{ ref: plan.raw, role: 'raw' }], sources))[0]!;
+      assertRawFits(rawInput, shape, existingCube?.offset);
+    }
+    const attrs = inheritedAttrs(inputs);
+
+    // bytes held per voxel while a slab is in flight: each read input, the int16 output and its copy into the wasm heap
+    const readBytes = (['mask', 'classes'] as const).reduce((sum, role) => sum + slabBytesPerVoxel(inputs.get(role)?.meta.dtype?.bytes ?? 0), 0);
+    const bytesPerVoxel = readBytes + 2 * 2;
+    const slabMB = o.slabMB ?? DEFAULT_SLAB_MB;
+    // output chunks never span more rows than a slab, so each slab writes whole chunks
+    const chunks = defaultChunks(shape, 2);
+    chunks[0] = Math.min(chunks[0]!, rowsPerSlab(shape, bytesPerVoxel, slabMB));
+    const onProgress = o.onProgress ?? noProgress;
+    const total = shape.reduce((a, b) => a * b, 1);
+    const rowVoxels = shape.slice(1).reduce((a, b) => a * b, 1);
+    const mask = inputs.get('mask');
+    const classes = inputs.get('classes');
+    const primary = classes ?? mask ?? inputs.get('like')!;
+    const className = (c: number): string => (plan.classNames?.[c] ? `${c} (${plan.classNames[c]})` : String(c));
+
+    written = await writeAtomically(o.output, guard, async (tmp) => {
+      const sink = await H5Sink.create(tmp);
+      try {
+        const writer = sink.createDataset(plan.outKey, { shape, dtype: 'int16', chunks, gzip: 4 });
+        const tally = new ConvertTally(plan.nLab);
+        let slabCount = 0;
+        for (const slab of slabs(shape, bytesPerVoxel, slabMB, chunks[0])) {
+          const read = (i: OpenInput): NumericArray => i.src.readSlab(i.ref.key, slab.start, slab.end);
+          let out: Int16Array;
+          switch (plan.mode) {
+            case 'mask-classes':
+              out = mapMaskClasses(read(mask!), read(classes!), tally);
+              break;
+            case 'mask-fill':
+              out = mapMaskFill(read(mask!), plan.fillClass!, tally);
+              break;
+            case 'all-ignore':
+              out = mapAllIgnore((slab.end - slab.start) * rowVoxels, tally);
+              break;
+            case 'ignore-value':
+            case 'unlabeled-value':
+              out = mapMarkerValue(read(classes!), plan.marker!, plan.shift, tally);
+              break;
+          }
+          writer.write(out);
+          slabCount = slab.count;
+          onProgress({ label: o.output, done: slab.end * rowVoxels, total });
+        }
+        const result = tally.result();
+        const info = buildInfo(plan.nLab, result.classCounts, plan.labeled, plan.notPresent);
+        const where = plan.mode === 'mask-classes' ? `inside the mask (${refText(classes!.ref)})` : plan.mode === 'all-ignore' ? undefined : `of ${refText(primary.ref)}`;
+        const problems = findContradictions(result, info, { nLab: plan.nLab, allowEmpty: o.allowEmpty ?? false, className, ...(where ? { where } : {}) });
+        if (problems.length) {
+          // thrown inside the atomic write: the temporary is removed and nothing appears at the output
+          throw new LazyLabelError(`refusing to write ${o.output}: ${problems.map((p) => p.message).join('; ')}`, {
+            code: problems[0]!.code, file: primary.ref.file, dataset: primary.ref.key,
+          });
+        }
+        sink.writeSmall(INFO_KEY, [2, plan.nLab], 'int8', infoMaskToArray({ ...info, source: 'file' }));
+        const provenance = {
+          command: o.commandLine ?? ['lazylabel', 'convert'],
+          version: VERSION,
+          mode: plan.mode,
+          inputs: opened.concat(rawInput ? [rawInput] : []).map((i) => ({ role: i.role, file: path.resolve(i.ref.file), dataset: i.ref.key })),
+        };
+        sink.setAttrs(plan.outKey, { ...attrs, lazylabel: JSON.stringify(provenance) });
+        return { shape, chunks, slabCount, tally: result, info, attrsCopied: Object.keys(attrs), inputs: opened.concat(rawInput ? [rawInput] : []).map(describeInput) };
+      } finally {
+        sink.close();
+      }
+    });
+  } finally {
+    for (const src of sources.values()) src.close();
+  }
+
+  const cubeName = o.cubeName ?? path.basename(o.output).replace(/\.(h5|hdf5|hdf)$/i, '');
+  const check = await checkCube(
+    { name: cubeName, label: o.output, labelKey: plan.outKey, infoKey: INFO_KEY, ...(plan.raw ? { raw: plan.raw.file, rawKey: plan.raw.key } : {}), ...(existingCube?.offset ? { offset: existingCube.offset } : {}) },
+    { nLab: plan.nLab, slabMB: o.slabMB, onProgress: o.onProgress },
+  );
+  const ok = check.status !== 'error';
+  const { tally, info } = written;
+  if (plan.manifest && o.cubeName !== undefined && ok) {
+    const lazy = isLazy({ ...info, source: 'file' });
+    updatedManifest = manifestWithCube(plan.manifest, o.cubeName, o.output, plan.outKey, plan.raw, lazy);
+    await writeTextAtomically(plan.manifest.path, JSON.stringify(updatedManifest.json, null, 2) + '\n', { force: true });
+  }
+  return {
+    command: 'convert',
+    ok,
+    output: { path: o.output, dataset: plan.outKey, infoDataset: INFO_KEY, shape: written.shape, dtype: 'int16', chunks: written.chunks, compression: 'gzip' },
+    mode: plan.mode,
+    inputs: written.inputs,
+    nLab: plan.nLab,
+    ...(plan.classNames ? { classNames: plan.classNames } : {}),
+    info: { labeled: info.labeled.map(Number), notPresent: info.notPresent.map(Number) },
+    labeledFrom: info.labeledFrom,
+    classCounts: tally.classCounts,
+    ignored: tally.ignored,
+    voxels: tally.voxels,
+    ignoredFraction: tally.voxels > 0 ? tally.ignored / tally.voxels : 0,
+    slabs: written.slabCount,
+    attrsCopied: written.attrsCopied,
+    check,
+    manifestUpdated: updatedManifest !== undefined,
+    ...(updatedManifest ? { manifest: { path: plan.manifest!.path, cube: o.cubeName!, action: updatedManifest.action, lazyLabelsEnabled: updatedManifest.lazyLabelsEnabled } } : {}),
+  };
+}
