@@ -6,20 +6,24 @@ import { axisTiles, tilesInRow, volumeTiles } from '../src/core/tiles.js';
 describe('axisTiles', () => {
   it('covers [0, n) exactly once with owned ranges inside input windows', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 3, max: 64 }), fc.integer({ min: 0, max: 20 }), (n, size, margin) => {
-        fc.pre(size > 2 * margin);
-        const tiles = axisTiles(n, size, margin);
+      fc.property(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 16 }), fc.integer({ min: 0, max: 20 }), fc.constantFrom(1, 2, 4, 8), (n, units, margin, align) => {
+        const size = units * align;
+        fc.pre(size - 2 * margin >= align);
+        const tiles = axisTiles(n, size, margin, align);
         let next = 0;
         for (const t of tiles) {
           expect(t.outStart).toBe(next);
           expect(t.outEnd).toBeGreaterThan(t.outStart);
           expect(t.inStart).toBeLessThanOrEqual(t.outStart);
-          expect(t.outEnd).toBeLessThanOrEqual(Math.min(n, t.inStart + size));
+          expect(t.outEnd).toBeLessThanOrEqual(Math.min(n, t.inStart + t.size));
           expect(t.inStart).toBeGreaterThanOrEqual(0);
-          if (n > size) expect(t.inStart + size).toBeLessThanOrEqual(n);
+          expect(t.inStart % align).toBe(0);
+          expect(t.size % align).toBe(0);
+          // windows never run past the volume by a whole alignment unit
+          expect(t.inStart + t.size).toBeLessThan(Math.ceil(n / align) * align + align);
           // inner edges keep at least `margin` voxels of context
           if (t.outStart > 0) expect(t.outStart - t.inStart).toBeGreaterThanOrEqual(Math.min(margin, t.outStart));
-          if (t.outEnd < n) expect(t.inStart + size - t.outEnd).toBeGreaterThanOrEqual(margin);
+          if (t.outEnd < n) expect(t.inStart + t.size - t.outEnd).toBeGreaterThanOrEqual(margin);
           next = t.outEnd;
         }
         expect(next).toBe(n);
@@ -30,11 +34,14 @@ describe('axisTiles', () => {
 
   it('a 100-voxel axis with 32-voxel tiles and 4-voxel margins', () => {
     expect(axisTiles(100, 32, 4)).toEqual([
-      { inStart: 0, outStart: 0, outEnd: 28 },
-      { inStart: 24, outStart: 28, outEnd: 52 },
-      { inStart: 48, outStart: 52, outEnd: 76 },
-      { inStart: 68, outStart: 76, outEnd: 100 },
+      { inStart: 0, size: 32, outStart: 0, outEnd: 28 },
+      { inStart: 24, size: 32, outStart: 28, outEnd: 52 },
+      { inStart: 48, size: 32, outStart: 52, outEnd: 76 },
+      { inStart: 68, size: 32, outStart: 76, outEnd: 100 },
     ]);
+    // aligned to 8: starts on multiples of 8, the last window reaches past the end by less than 8
+    expect(axisTiles(100, 32, 4, 8).map((t) => t.inStart)).toEqual([0, 24, 48, 72]);
+    expect(axisTiles(10, 32, 4, 8)).toEqual([{ inStart: 0, size: 16, outStart: 0, outEnd: 10 }]);
   });
 });
 

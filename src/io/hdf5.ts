@@ -244,6 +244,16 @@ export class H5Source {
     return toNumericArray(data, this.path, key);
   }
 
+  /**
+   * Read the hyperslab [starts[i], ends[i]) on every axis, flattened in C order (last axis fastest).
+   * 64-bit integers are widened to float64, as in `readSlab`.
+   */
+  readBox(key: string, starts: number[], ends: number[]): NumericArray {
+    const ds = this.require(key);
+    const data = this.call('reading data', key, () => ds.slice(starts.map((s, i): [number, number] => [s, ends[i]!])));
+    return toNumericArray(data, this.path, key);
+  }
+
   /** Read a small dataset whole (e.g. `info`). */
   readAll(key: string): { shape: number[]; data: NumericArray; dtype: DType | null } {
     const ds = this.require(key);

@@ -255,72 +255,130 @@ function conv3dViaConv2d(be: BackendWasm, x: TensorInfo, filter: TensorInfo, g: 
 }
 
 /**
- * Filter gradient dW[kd,kh,kw,ci,co] = sum over output pixels of x-patch (x) dy, as
- * dW^T = dy^T [co, M] @ im2col(x) [M, K], chunked over output rows. (BatchMatMul on wasm is only fast
- * without transposes, so dy^T and the final transpose are done here in JS; both are small.)
+ * Writes colT[k, m] for the output rows yo0..yo0+nrows-1 of plane (b, zo): colT row k = (kd,kh,kw,c)
+ * holds x_cf[c, b, iz, iy, ix] for each output pixel (0 outside the input). dst points at colT[0, m0].
+ * With unit H/W strides and w == ow, consecutive output rows read consecutive input rows, so a whole
+ * segment is one copy; only the columns that fall outside the input are then zeroed.
  */
-function convBackpropFilterIm2col(be: BackendWasm, x: TensorInfo, dy: TensorInfo, g: Geom, outShape: number[]): TensorInfo {
-  const { ci, co, ow, fd, fh, fw } = g;
-  const K = fd * fh * fw * ci;
-  const rows = g.n * g.od * g.oh; // each row is ow output pixels
-  const rowsPerChunk = Math.max(1, Math.floor(IM2COL_CHUNK_FLOATS / (ow * K)));
-  const acc = new Float32Array(co * K);
-  for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
-    const rc = Math.min(rowsPerChunk, rows - r0);
-    const mc = rc * ow;
-    const col = alloc(be, [mc, K]);
-    const dyT = alloc(be, [co, mc]);
-    const F = heap(be);
-    const colOff = off(be, col);
-    F.fill(0, colOff, colOff + mc * K);
-    const xOff = off(be, x);
-    for (let r = 0; r < rc; r++) {
-      const row = r0 + r;
-      const yo = row % g.oh;
-      const zo = Math.floor(row / g.oh) % g.od;
-      const b = Math.floor(row / (g.oh * g.od));
-      const rowCol = colOff + r * ow * K;
-      for (let kd = 0; kd < fd; kd++) {
-        const iz = zo * g.sd + kd * g.dd - g.pf;
-        if (iz < 0 || iz >= g.d) continue;
-        for (let kh = 0; kh < fh; kh++) {
-          const iy = yo * g.sh + kh * g.dh - g.pt;
-          if (iy < 0 || iy >= g.h) continue;
-          const pixBase = ((b * g.d + iz) * g.h + iy) * g.w;
-          for (let kw = 0; kw < fw; kw++) {
-            const [lo, hi] = validRange(g.w, ow, g.sw, kw, g.dw, g.pl);
-            const kOff = ((kd * fh + kh) * fw + kw) * ci;
-            const shift = kw * g.dw - g.pl;
-            if (ci === 1) {
-              for (let xo = lo; xo <= hi; xo++) F[rowCol + xo * K + kOff] = F[xOff + pixBase + xo * g.sw + shift];
-            } else {
-              for (let xo = lo; xo <= hi; xo++) {
-                copyRun(F, rowCol + xo * K + kOff, xOff + (pixBase + xo * g.sw + shift) * ci, ci);
+function fillSegment(
+  F: Float32Array, dst: number, mc: number, xOff: number, spatialIn: number, g: Geom,
+  b: number, zo: number, yo0: number, nrows: number, kwLo: number[], kwHi: number[],
+): void {
+  const { ci, ow, fd, fh, fw } = g;
+  const len = nrows * ow;
+  const block = g.sh === 1 && g.sw === 1 && g.w === ow;
+  for (let kd = 0; kd < fd; kd++) {
+    const iz = zo * g.sd + kd * g.dd - g.pf;
+    const zOk = iz >= 0 && iz < g.d;
+    for (let kh = 0; kh < fh; kh++) {
+      // Output rows (within this segment) whose input row is inside the image.
+      const [yLo, yHi] = validRange(g.h, g.oh, g.sh, kh, g.dh, g.pt);
+      const r0 = zOk ? Math.max(0, yLo - yo0) : nrows;
+      const r1 = zOk ? Math.min(nrows - 1, yHi - yo0) : -1;
+      for (let kw = 0; kw < fw; kw++) {
+        const lo = kwLo[kw];
+        const hi = kwHi[kw];
+        const shift = kw * g.dw - g.pl;
+        let d = dst + ((kd * fh + kh) * fw + kw) * ci * mc;
+        for (let c = 0; c < ci; c++, d += mc) {
+          if (r0 > r1 || lo > hi) {
+            F.fill(0, d, d + len);
+            continue;
+          }
+          if (r0 > 0) F.fill(0, d, d + r0 * ow);
+          if (r1 < nrows - 1) F.fill(0, d + (r1 + 1) * ow, d + len);
+          // x_cf[c, b, iz, iy(yo0 + r), shift]
+          const rowSrc = (yo: number) => xOff + c * spatialIn + ((b * g.d + iz) * g.h + yo * g.sh + kh * g.dh - g.pt) * g.w + shift;
+          if (block) {
+            const s0 = rowSrc(yo0 + r0);
+            F.copyWithin(d + r0 * ow, s0, s0 + (r1 - r0 + 1) * ow);
+            if (lo > 0 || hi < ow - 1) {
+              for (let r = r0; r <= r1; r++) {
+                const rd = d + r * ow;
+                for (let xo = 0; xo < lo; xo++) F[rd + xo] = 0;
+                for (let xo = hi + 1; xo < ow; xo++) F[rd + xo] = 0;
               }
+            }
+          } else {
+            for (let r = r0; r <= r1; r++) {
+              const rd = d + r * ow;
+              const src = rowSrc(yo0 + r);
+              for (let xo = 0; xo < lo; xo++) F[rd + xo] = 0;
+              for (let xo = hi + 1; xo < ow; xo++) F[rd + xo] = 0;
+              if (g.sw === 1) copyRun(F, rd + lo, src + lo, hi - lo + 1);
+              else for (let xo = lo; xo <= hi; xo++) F[rd + xo] = F[src + xo * g.sw];
             }
           }
         }
       }
     }
-    // dy rows r0.. are contiguous [mc, co]; transpose into dyT [co, mc].
-    const dySrc = off(be, dy) + r0 * ow * co;
-    const dyTOff = off(be, dyT);
-    for (let m = 0; m < mc; m++) {
-      const s = dySrc + m * co;
-      for (let c = 0; c < co; c++) F[dyTOff + c * mc + m] = F[s + c];
+  }
+}
+
+/**
+ * Filter gradient dW[kd,kh,kw,ci,co] = sum over output pixels m of patch(x)[m, k] * dy[m, co], computed
+ * as colT [K, M] @ dy [M, co] with a transposed im2col, chunked over output rows. This orientation
+ * matters: wasm's BatchMatMul (XNNPACK) repacks its second operand on every call, so that operand must
+ * be the small dy, not the 27x larger im2col matrix; transposed operands take a slow path, so colT is
+ * built already transposed. It is filled from a channels-first copy of x, where each (k, output row)
+ * is one contiguous run.
+ */
+function convBackpropFilterIm2col(be: BackendWasm, x: TensorInfo, dy: TensorInfo, g: Geom, outShape: number[]): TensorInfo {
+  const { ci, co, ow, fd, fh, fw } = g;
+  const K = fd * fh * fw * ci;
+  const rows = g.n * g.od * g.oh; // each row is ow output pixels
+  const spatialIn = g.n * g.d * g.h * g.w;
+  const rowsPerChunk = Math.max(1, Math.floor(IM2COL_CHUNK_FLOATS / (ow * K)));
+  const xcf = ci === 1 ? x : runKernel('Transpose', be, { x: { dataId: x.dataId, shape: [spatialIn, ci], dtype: x.dtype } }, { perm: [1, 0] });
+  // Valid output-column ranges per kw do not depend on the row.
+  const kwLo: number[] = [];
+  const kwHi: number[] = [];
+  for (let kw = 0; kw < fw; kw++) {
+    const [lo, hi] = validRange(g.w, ow, g.sw, kw, g.dw, g.pl);
+    kwLo.push(lo);
+    kwHi.push(hi);
+  }
+  const single = rowsPerChunk >= rows;
+  const acc = single ? null : new Float32Array(K * co);
+  let result: TensorInfo | null = null;
+  for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
+    const rc = Math.min(rowsPerChunk, rows - r0);
+    const mc = rc * ow;
+    const colT = alloc(be, [K, mc]);
+    const dyc = single ? { dataId: dy.dataId, shape: [mc, co], dtype: dy.dtype } : alloc(be, [mc, co]);
+    const F = heap(be);
+    const colOff = off(be, colT);
+    const xOff = off(be, xcf);
+    // Walk the chunk as segments of consecutive output rows inside one (b, zo) plane.
+    for (let r = 0; r < rc;) {
+      const row = r0 + r;
+      const yo0 = row % g.oh;
+      const plane = Math.floor(row / g.oh); // = b * od + zo
+      const zo = plane % g.od;
+      const b = Math.floor(plane / g.od);
+      const nrows = Math.min(g.oh - yo0, rc - r);
+      fillSegment(F, colOff + r * ow, mc, xOff, spatialIn, g, b, zo, yo0, nrows, kwLo, kwHi);
+      r += nrows;
     }
-    const prod = runKernel('BatchMatMul', be, { a: dyT, b: col }, { transposeA: false, transposeB: false });
-    const P = heap(be);
-    const po = off(be, prod);
-    for (let i = 0; i < co * K; i++) acc[i] += P[po + i];
-    free(be, col, dyT, prod);
+    if (!single) {
+      const s = off(be, dy) + r0 * ow * co;
+      F.copyWithin(off(be, dyc), s, s + mc * co);
+    }
+    const prod = runKernel('BatchMatMul', be, { a: colT, b: dyc }, { transposeA: false, transposeB: false });
+    free(be, colT);
+    if (single) {
+      result = prod;
+    } else {
+      const P = heap(be);
+      const po = off(be, prod);
+      for (let i = 0; i < K * co; i++) acc![i] += P[po + i];
+      free(be, dyc, prod);
+    }
   }
+  if (xcf !== x) free(be, xcf);
+  if (result) return { dataId: result.dataId, shape: outShape, dtype: 'float32' };
   const out = alloc(be, outShape);
-  const F = heap(be);
-  const oo = off(be, out);
-  for (let k = 0; k < K; k++) {
-    for (let c = 0; c < co; c++) F[oo + k * co + c] = acc[c * K + k];
-  }
+  heap(be).set(acc!, off(be, out));
   return out;
 }
 
