@@ -4,6 +4,7 @@ import { ExitCode, isLazyLabelError, usageError } from '../errors.js';
 import { DEFAULT_SLAB_MB } from '../core/slabs.js';
 import * as check from './check.js';
 import * as convert from './convert.js';
+import * as suggestPrios from './suggestPrios.js';
 import { VERSION } from '../version.js';
 
 interface CommandSpec {
@@ -16,6 +17,7 @@ interface CommandSpec {
 export const commands: CommandSpec[] = [
   { command: 'check [files..]', describe: 'validate lazy-label HDF5 files (labels, info, raw pairing) or a whole manifest', ...check },
   { command: 'convert', describe: 'turn coarse masks or dense class volumes into -1-ignored label volumes with info', ...convert },
+  { command: 'suggest-prios [files..]', describe: 'suggest ELEKTRONN cube_prios from label density (lazy cubes drawn less often)', ...suggestPrios },
 ];
 
 /** Exit code for bugs (not the user's fault): kept apart from the documented 0/1/2. */

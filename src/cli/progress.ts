@@ -23,16 +23,16 @@ export function progressBar(opts: { quiet: boolean; json?: boolean; unit?: strin
   let started = false;
   let current = '';
   return {
-    update(e: ProgressEvent & { extra?: string }) {
+    update(e: ProgressEvent) {
       const label = path.basename(e.label);
       if (!started || label !== current) {
         if (started) bar.stop();
-        bar.start(e.total, e.done, { label, extra: e.extra ?? '' });
+        bar.start(e.total, e.done, { label, extra: e.detail ? ` | ${e.detail}` : '' });
         started = true;
         current = label;
       } else {
         bar.setTotal(e.total);
-        bar.update(e.done, { extra: e.extra ?? '' });
+        bar.update(e.done, { extra: e.detail ? ` | ${e.detail}` : '' });
       }
     },
     stop() {

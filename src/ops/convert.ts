@@ -130,6 +130,8 @@ function resolveMode(o: ConvertOptions): ConvertMode {
   if (modes.length > 1) throw usageError(`${modes.join(' and ')} are different conversions; choose one`, usage);
   if (o.shift && o.unlabeledValue === undefined) throw usageError('--shift only goes with --unlabeled-value', 'e.g. --unlabeled-value 0 --shift maps 0 to -1 and 1..n to 0..n-1');
   if (o.like && !o.allIgnore) throw usageError('--like only goes with --all-ignore', 'give --raw to check the output against a raw volume');
+  if (o.ndim !== undefined && !o.like) throw usageError('--ndim only goes with --like');
+  if (o.ndim !== undefined && o.ndim !== 2 && o.ndim !== 3) throw usageError(`--ndim must be 2 or 3, got ${o.ndim}`);
   if (o.fillClass !== undefined && !o.mask) throw usageError('--fill-class needs --mask');
   if (o.mask) {
     if (o.classes && o.fillClass !== undefined) throw usageError('give --classes or --fill-class with --mask, not both');
@@ -269,7 +271,6 @@ function outputShape(mode: ConvertMode, inputs: Map<string, OpenInput>, ndim: nu
   if (mode === 'all-ignore') {
     const like = inputs.get('like')!;
     const rank = like.meta.shape.length;
-    if (ndim !== undefined && ndim !== 2 && ndim !== 3) throw usageError(`--ndim must be 2 or 3, got ${ndim}`);
     const want = ndim ?? (rank === 4 ? 3 : rank);
     const spatial = rawSpatialShape(like.meta.shape, want);
     if (!spatial || (spatial.length !== 2 && spatial.length !== 3)) {
@@ -327,14 +328,16 @@ function inheritedAttrs(inputs: Map<string, OpenInput>): Record<string, unknown>
 /** Convert, refusing contradictions before anything appears at the output path. */
 export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   const plan = makePlan(o);
+  const existingCube = plan.manifest && o.cubeName !== undefined ? plan.manifest.cubes.find((c) => c.name === o.cubeName) : undefined;
+  // an updated cube keeps its raw: check the new labels against it too
+  const raw = plan.raw ?? (existingCube?.raw ? { file: existingCube.raw, key: existingCube.rawKey } : undefined);
   const guard = {
     force: o.force ?? false,
-    inputs: [o.mask?.file, o.classes?.file, o.like?.file, plan.raw?.file, o.manifest].filter((f): f is string => f !== undefined),
+    inputs: [o.mask?.file, o.classes?.file, o.like?.file, raw?.file, o.manifest].filter((f): f is string => f !== undefined),
   };
   // cheap usage checks on the output first, so a wrong -o fails before any volume is read
   checkOutputPath(o.output, guard);
   let updatedManifest: ReturnType<typeof manifestWithCube> | undefined;
-  const existingCube = plan.manifest && o.cubeName !== undefined ? plan.manifest.cubes.find((c) => c.name === o.cubeName) : undefined;
   if (plan.manifest && o.cubeName !== undefined) {
     assertManifestUpdatable(plan.manifest, manifestWithCube(plan.manifest, o.cubeName, o.output, plan.outKey, plan.raw, true).json);
   }
@@ -350,8 +353,8 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     const inputs = new Map(opened.map((i) => [i.role, i]));
     const shape = outputShape(plan.mode, inputs, o.ndim);
     let rawInput: OpenInput | undefined;
-    if (plan.raw) {
-      rawInput = (await openAll([{ ref: plan.raw, role: 'raw' }], sources))[0]!;
+    if (raw) {
+      rawInput = (await openAll([{ ref: raw, role: 'raw' }], sources))[0]!;
       assertRawFits(rawInput, shape, existingCube?.offset);
     }
     const attrs = inheritedAttrs(inputs);
@@ -428,7 +431,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
 
   const cubeName = o.cubeName ?? path.basename(o.output).replace(/\.(h5|hdf5|hdf)$/i, '');
   const check = await checkCube(
-    { name: cubeName, label: o.output, labelKey: plan.outKey, infoKey: INFO_KEY, ...(plan.raw ? { raw: plan.raw.file, rawKey: plan.raw.key } : {}), ...(existingCube?.offset ? { offset: existingCube.offset } : {}) },
+    { name: cubeName, label: o.output, labelKey: plan.outKey, infoKey: INFO_KEY, ...(raw ? { raw: raw.file, rawKey: raw.key } : {}), ...(existingCube?.offset ? { offset: existingCube.offset } : {}) },
     { nLab: plan.nLab, slabMB: o.slabMB, onProgress: o.onProgress },
   );
   const ok = check.status !== 'error';

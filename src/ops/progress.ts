@@ -6,6 +6,8 @@ export interface ProgressEvent {
   /** Units done and total (voxels, steps, tiles: the operation decides). */
   done: number;
   total: number;
+  /** Short status to show beside the bar (e.g. the current loss). */
+  detail?: string;
 }
 
 export type ProgressFn = (event: ProgressEvent) => void;

@@ -5,7 +5,7 @@
  * * Raw volumes are (x, y, z) / (x, y) or channels-first (ch, x, y, z) / (ch, x, y) in the file.
  *   Patches come back channels-last: [...spatial, ch].
  * * Integer raw (any integer type) is divided by 255, float raw is taken as is (ELEKTRONN: `m = 255`
- *   for every integer dtype, `m = 1` otherwise). So uint8 lands in [0, 1].
+ *   for every integer dtype, `m = 1` otherwise). So uint8 lands in [0, 1]; float64 raw is rounded to float32.
  * * Labels of any integer (or bool) type become Int32; negative values are "ignore".
  * * The info mask is the file's `info` dataset when the manifest sets `lazy_labels`, otherwise the
  *   default (every class labelled, none absent).
@@ -44,8 +44,8 @@ export interface CubeMeta {
   rawHasChannelAxis: boolean;
   rawDtype: DTypeName;
   labelDtype: DTypeName;
-  /** Raw values are multiplied by this: 1/255 for integer raw, 1 for float raw. */
-  rawScale: number;
+  /** Raw values are divided by this: 255 for integer raw, 1 for float raw (ELEKTRONN). */
+  rawDivisor: number;
   /** Position of label voxel (0, ...) in raw coordinates. */
   offset: number[];
   /** Label-coordinate box [lo, hi) where both labels and raw exist: patches must lie inside it. */
@@ -114,16 +114,20 @@ function toInt32(data: NumericArray): Int32Array {
   return out;
 }
 
-/** Channels-first flat raw [ch, ...box] (or [...box] when ch = 1 without axis) → channels-last float32, scaled. */
-function toChannelsLast(data: NumericArray, voxels: number, ch: number, scale: number): Float32Array {
+/**
+ * Channels-first flat raw [ch, ...box] (or [...box] when ch = 1) → channels-last float32, divided by `divisor`.
+ * Dividing in float64 and rounding once to float32 gives the same bits as NumPy's float32(raw) / 255.
+ */
+function toChannelsLast(data: NumericArray, voxels: number, ch: number, divisor: number): Float32Array {
   const out = new Float32Array(voxels * ch);
   if (ch === 1) {
-    for (let v = 0; v < voxels; v++) out[v] = data[v]! * scale;
+    if (divisor === 1) out.set(data);
+    else for (let v = 0; v < voxels; v++) out[v] = data[v]! / divisor;
     return out;
   }
   for (let c = 0; c < ch; c++) {
     const base = c * voxels;
-    for (let v = 0; v < voxels; v++) out[v * ch + c] = data[base + v]! * scale;
+    for (let v = 0; v < voxels; v++) out[v * ch + c] = data[base + v]! / divisor;
   }
   return out;
 }
@@ -261,7 +265,7 @@ export class CubeStore {
           rawHasChannelAxis,
           rawDtype: rd.name,
           labelDtype: ld.name,
-          rawScale: rd.kind === 'float' ? 1 : 1 / 255,
+          rawDivisor: rd.kind === 'float' ? 1 : 255,
           offset,
           lo,
           hi,
@@ -300,7 +304,7 @@ export class CubeStore {
     const ch = cube.nChannels;
     const src = this.src(cube.rawFile);
     const data = cube.rawHasChannelAxis ? src.readBox(cube.rawKey, [0, ...rawStart], [ch, ...rawEnd]) : src.readBox(cube.rawKey, rawStart, rawEnd);
-    return toChannelsLast(data, prod(size), ch, cube.rawScale);
+    return toChannelsLast(data, prod(size), ch, cube.rawDivisor);
   }
 
   private labelsFromDisk(cube: CubeMeta, start: readonly number[], size: readonly number[]): Int32Array {

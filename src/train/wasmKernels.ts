@@ -38,7 +38,14 @@ export const WASM_TRAINING_KERNELS = [
 const MARK = Symbol.for('lazylabel.wasmTrainingKernel');
 
 /** im2col chunks are capped at this many floats (64 MiB) so memory stays bounded for big patches. */
-const IM2COL_CHUNK_FLOATS = 1 << 24;
+let im2colChunkFloats = 1 << 24;
+
+/** Test hook: a small cap forces the multi-chunk path of the filter-gradient kernels. Returns the previous cap. */
+export function setIm2colChunkFloats(n: number): number {
+  const prev = im2colChunkFloats;
+  im2colChunkFloats = Math.max(1, Math.floor(n));
+  return prev;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Heap helpers. All work happens directly on the wasm heap: no readSync copies. Any allocation can
@@ -287,10 +294,11 @@ function fillSegment(
           }
           if (r0 > 0) F.fill(0, d, d + r0 * ow);
           if (r1 < nrows - 1) F.fill(0, d + (r1 + 1) * ow, d + len);
-          // x_cf[c, b, iz, iy(yo0 + r), shift]
-          const rowSrc = (yo: number) => xOff + c * spatialIn + ((b * g.d + iz) * g.h + yo * g.sh + kh * g.dh - g.pt) * g.w + shift;
+          // Start of x_cf[c, b, iz, iy(yo0), shift]; output row r reads input row iy(yo0) + r*sh.
+          const src0 = xOff + c * spatialIn + ((b * g.d + iz) * g.h + yo0 * g.sh + kh * g.dh - g.pt) * g.w + shift;
+          const srcRow = g.sh * g.w;
           if (block) {
-            const s0 = rowSrc(yo0 + r0);
+            const s0 = src0 + r0 * srcRow;
             F.copyWithin(d + r0 * ow, s0, s0 + (r1 - r0 + 1) * ow);
             if (lo > 0 || hi < ow - 1) {
               for (let r = r0; r <= r1; r++) {
@@ -302,7 +310,7 @@ function fillSegment(
           } else {
             for (let r = r0; r <= r1; r++) {
               const rd = d + r * ow;
-              const src = rowSrc(yo0 + r);
+              const src = src0 + r * srcRow;
               for (let xo = 0; xo < lo; xo++) F[rd + xo] = 0;
               for (let xo = hi + 1; xo < ow; xo++) F[rd + xo] = 0;
               if (g.sw === 1) copyRun(F, rd + lo, src + lo, hi - lo + 1);
@@ -328,7 +336,7 @@ function convBackpropFilterIm2col(be: BackendWasm, x: TensorInfo, dy: TensorInfo
   const K = fd * fh * fw * ci;
   const rows = g.n * g.od * g.oh; // each row is ow output pixels
   const spatialIn = g.n * g.d * g.h * g.w;
-  const rowsPerChunk = Math.max(1, Math.floor(IM2COL_CHUNK_FLOATS / (ow * K)));
+  const rowsPerChunk = Math.max(1, Math.floor(im2colChunkFloats / (ow * K)));
   const xcf = ci === 1 ? x : runKernel('Transpose', be, { x: { dataId: x.dataId, shape: [spatialIn, ci], dtype: x.dtype } }, { perm: [1, 0] });
   // Valid output-column ranges per kw do not depend on the row.
   const kwLo: number[] = [];
