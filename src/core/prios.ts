@@ -13,7 +13,7 @@ export const DEFAULT_LAZY_WEIGHT = 0.5;
 export const PrioCodes = {
   prioZero: 'prio-zero',
   validCube: 'valid-cube',
-  noTrainCubes: 'no-train-cubes',
+  noTrainCubes: 'no-training-cubes',
   priosAllZero: 'prios-all-zero',
   manifestNotWritten: 'manifest-not-written',
   lazyShareUnreachable: 'lazy-share-unreachable',

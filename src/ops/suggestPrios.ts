@@ -72,6 +72,7 @@ interface Target {
   valid: boolean;
 }
 
+/** Label volumes only: raw pairing does not change a prio and is check's business. */
 function targetsFromManifest(manifest: Manifest): Target[] {
   return manifest.cubes.map((c) => ({
     ref: { name: c.name, label: c.label, labelKey: c.labelKey, infoKey: c.infoKey },
@@ -83,8 +84,7 @@ function targetsFromManifest(manifest: Manifest): Target[] {
 async function scoreCube(t: Target, nLab: number, lazyWeight: number, manifest: Manifest | null, opts: ScanOptions): Promise<CubePrio> {
   const base = { name: t.ref.name, path: t.ref.label, dataset: t.ref.labelKey, valid: t.valid };
   const empty = { voxels: null, labelledVoxels: null, labelledFraction: null, ignoredFraction: null, classCounts: null, labeled: null, notPresent: null, lazy: null, information: null, prio: null, share: null };
-  // only the label volume matters here: raw pairing is check's business
-  const { facts, failure } = await gatherCubeFacts({ ...t.ref, raw: undefined }, nLab, opts);
+  const { facts, failure } = await gatherCubeFacts(t.ref, nLab, opts);
   if (!facts) {
     const hint = failure!.hint ? ` (${failure!.hint})` : '';
     const findings = [error(failure!.code, `${failure!.message}${hint}`)];
@@ -100,7 +100,8 @@ async function scoreCube(t: Target, nLab: number, lazyWeight: number, manifest: 
   const information = usable ? cubeInformation({ voxels: stats.voxels, labelledVoxels: stats.labelledVoxels, notPresentFlags: flags, nLab }, lazyWeight) : null;
   if (t.valid) findings.push(info(PrioCodes.validCube, 'validation cube: never trained on, so prio 0 and no share of patches (and not in cube_prios)'));
   else if (information === 0) {
-    findings.push(warning(PrioCodes.prioZero, 'information 0 (no labelled voxel and no not-present flag): prio 0, this cube is never drawn for training'));
+    const why = flags > 0 ? 'no labelled voxel, and flags count nothing at lazy weight 0' : 'no labelled voxel and no not-present flag';
+    findings.push(warning(PrioCodes.prioZero, `information 0 (${why}): prio 0, this cube is never drawn for training`));
   }
   return {
     ...base,

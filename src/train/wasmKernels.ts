@@ -21,6 +21,11 @@ type Attrs = tf.NamedAttrMap;
  *  - Conv3DBackpropInputV2: same trick as Conv2DBackpropInput on top of our Conv3D. The stock kernel
  *    also disagrees with the cpu backend for strided 'same' convs with odd sizes (and so does the stock
  *    Conv3DBackpropFilterV2), which the tests against cpu pin down.
+ *  - Slice, SplitV: the stock Slice copies the whole input out of the heap (readSync) on every call and
+ *    has no fast path above rank 4; SplitV (the gradient of every skip-connection Concat) calls it once
+ *    per piece. On a small 3D U-Net that was >50% of a training step. Ours copies strided runs in place.
+ *  - Sum over leading axes (every bias gradient): the stock kernel first transposes the reduced axes
+ *    to the end, which is slow for rank 5 with few channels. Ours accumulates rows directly.
  * Replacements fall back to the stock kernel only for what they do not handle (channels-first layouts,
  * non-float32 inputs, explicit paddings larger than the filter).
  */
@@ -32,6 +37,9 @@ export const WASM_TRAINING_KERNELS = [
   'Conv3D',
   'Conv3DBackpropFilterV2',
   'Conv3DBackpropInputV2',
+  'Slice',
+  'SplitV',
+  'Sum',
 ] as const;
 
 /** Marks our kernel functions on the global registry so re-registration (even from a second copy of this module) is a no-op. */
@@ -501,12 +509,131 @@ function conv3dBackpropInput(stock: Fallback): KernelFunc {
   };
 }
 
+/** Whole-heap view for raw element copies: 4-byte types copy as Int32 (bit-exact), bool as bytes. */
+function rawHeap(be: BackendWasm, dtype: tf.DataType): Int32Array | Uint8Array {
+  const buf = be.wasm.HEAPU8.buffer;
+  return dtype === 'bool' ? new Uint8Array(buf) : new Int32Array(buf);
+}
+
+/** Copies x[begin : begin+size] into a new tensor, one contiguous run per index of the outer axes. */
+function sliceRaw(be: BackendWasm, x: TensorInfo, begin: number[], size: number[]): TensorInfo {
+  const out = be.makeOutput(size, x.dtype);
+  const n = tf.util.sizeFromShape(size);
+  if (n === 0) return out;
+  const H = rawHeap(be, x.dtype);
+  const bpe = H.BYTES_PER_ELEMENT;
+  const xo = be.getMemoryOffset(x.dataId) / bpe;
+  const oo = be.getMemoryOffset(out.dataId) / bpe;
+  const rank = x.shape.length;
+  const strides = [...tf.util.computeStrides(x.shape), 1];
+  // Axes after k are taken whole, so each index of axes 0..k-1 is one run of size[k]*strides[k].
+  let k = rank - 1;
+  while (k >= 0 && begin[k] === 0 && size[k] === x.shape[k]) k--;
+  if (k < 0) {
+    H.copyWithin(oo, xo, xo + n);
+    return out;
+  }
+  const run = size[k] * strides[k];
+  const runs = n / run;
+  let base = xo;
+  for (let j = 0; j <= k; j++) base += begin[j] * strides[j];
+  const idx = new Array<number>(k).fill(0);
+  let src = base;
+  for (let i = 0, dst = oo; i < runs; i++, dst += run) {
+    if (run < 16) {
+      for (let t = 0; t < run; t++) H[dst + t] = H[src + t];
+    } else {
+      H.copyWithin(dst, src, src + run);
+    }
+    // Odometer over axes k-1..0, keeping src in step.
+    for (let j = k - 1; j >= 0; j--) {
+      if (++idx[j] < size[j]) {
+        src += strides[j];
+        break;
+      }
+      idx[j] = 0;
+      src -= (size[j] - 1) * strides[j];
+    }
+  }
+  return out;
+}
+
+function slice(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const x = (inputs as { x: TensorInfo }).x;
+    if (x.dtype === 'string') {
+      if (!stock) throw new Error('Slice of strings is not supported here');
+      return stock(args);
+    }
+    const a = attrs as unknown as tf.SliceAttrs;
+    const [begin, size] = tf.slice_util.parseSliceParams(x as tf.Tensor, a.begin, a.size);
+    return sliceRaw(backend as BackendWasm, x, begin, size);
+  };
+}
+
+function splitV(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const x = (inputs as { x: TensorInfo }).x;
+    if (x.dtype === 'string') {
+      if (!stock) throw new Error('SplitV of strings is not supported here');
+      return stock(args);
+    }
+    const a = attrs as unknown as tf.SplitVAttrs;
+    const axis = tf.util.parseAxisParam(a.axis, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x, a.numOrSizeSplits, axis);
+    const begin = new Array<number>(x.shape.length).fill(0);
+    return sizes.map((sz) => {
+      const size = [...x.shape];
+      size[axis] = sz;
+      const piece = sliceRaw(backend as BackendWasm, x, [...begin], size);
+      begin[axis] += sz;
+      return piece;
+    });
+  };
+}
+
+function sum(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const be = backend as BackendWasm;
+    const x = (inputs as { x: TensorInfo }).x;
+    const a = attrs as unknown as tf.SumAttrs;
+    const rank = x.shape.length;
+    const axes = [...new Set(tf.util.parseAxisParam(a.axis, x.shape))].sort((p, q) => p - q);
+    const k = axes.length;
+    // Only "reduce the leading k axes" (0..k-1, not all) is handled: that is the slow stock case.
+    const leading = k > 0 && k < rank && axes.every((ax, i) => ax === i);
+    if (!leading || x.dtype !== 'float32') {
+      if (!stock) throw new Error('Sum: unsupported configuration on wasm');
+      return stock(args);
+    }
+    const inner = tf.util.sizeFromShape(x.shape.slice(k));
+    const outer = tf.util.sizeFromShape(x.shape.slice(0, k));
+    const acc = new Float64Array(inner);
+    const F = heap(be);
+    const xo = off(be, x);
+    for (let i = 0; i < outer; i++) {
+      const base = xo + i * inner;
+      for (let j = 0; j < inner; j++) acc[j] += F[base + j];
+    }
+    const outShape = a.keepDims ? [...new Array<number>(k).fill(1), ...x.shape.slice(k)] : x.shape.slice(k);
+    const out = alloc(be, outShape);
+    heap(be).set(acc, off(be, out)); // Float64 -> Float32 rounding happens in set()
+    return out;
+  };
+}
+
 const FACTORIES: Record<(typeof WASM_TRAINING_KERNELS)[number], (stock: Fallback) => KernelFunc> = {
   Conv2DBackpropFilter: conv2dBackpropFilter,
   Conv2DBackpropInput: conv2dBackpropInput,
   Conv3D: conv3d,
   Conv3DBackpropFilterV2: conv3dBackpropFilter,
   Conv3DBackpropInputV2: conv3dBackpropInput,
+  Slice: slice,
+  SplitV: splitV,
+  Sum: sum,
 };
 
 /**
