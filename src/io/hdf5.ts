@@ -218,14 +218,14 @@ export class H5Source {
     });
   }
 
-  /** Attributes as plain JSON values (typed arrays become number arrays). */
+  /** Attributes with their stored element types kept (typed arrays stay typed), so copying them round-trips. */
   attrs(key: string): Record<string, unknown> {
     const ds = this.require(key);
     return this.call('reading attributes', key, () => {
       const out: Record<string, unknown> = {};
       for (const name of Object.keys(ds.attrs)) {
         try {
-          out[name] = ds.get_attribute(name, true);
+          out[name] = ds.get_attribute(name, false);
         } catch {
           // an attribute of a type h5wasm cannot decode is skipped, not fatal
         }
@@ -261,6 +261,21 @@ export class H5Source {
     const data = this.call('reading data', key, () => ds.value);
     return { shape, data: toNumericArray(data, this.path, key), dtype: dtypeFromH5(ds.metadata) };
   }
+}
+
+/** h5wasm type string for a typed-array attribute value, or null for anything else. */
+function typedAttrDtype(value: unknown): string | null {
+  if (value instanceof Float64Array) return '<d';
+  if (value instanceof Float32Array) return '<f';
+  if (value instanceof BigInt64Array) return '<q';
+  if (value instanceof BigUint64Array) return '<Q';
+  if (value instanceof Int32Array) return '<i';
+  if (value instanceof Uint32Array) return '<I';
+  if (value instanceof Int16Array) return '<h';
+  if (value instanceof Uint16Array) return '<H';
+  if (value instanceof Int8Array) return '<b';
+  if (value instanceof Uint8Array) return '<B';
+  return null;
 }
 
 function toNumericArray(data: unknown, file: string, key: string): NumericArray {
@@ -390,15 +405,20 @@ export class H5Sink {
     }
   }
 
-  /** Attach attributes; numbers, strings and number arrays are stored, anything else as JSON text. */
+  /**
+   * Attach attributes. Typed arrays keep their element type (what `H5Source.attrs` returns), numbers and
+   * strings are stored as scalars, plain number arrays as int64 when all integral else float64, anything else as JSON text.
+   */
   setAttrs(key: string, attrs: Record<string, unknown>): void {
     const r = withDiagnostics(() => {
       const target = key === '' || key === '/' ? this.handle : (this.handle.get(key) as H5Dataset | H5Group);
       for (const [name, value] of Object.entries(attrs)) {
-        if (typeof value === 'number' || typeof value === 'string') target.create_attribute(name, value);
+        const typed = typedAttrDtype(value);
+        if (typed) target.create_attribute(name, value as never, [(value as ArrayLike<unknown>).length], typed);
+        else if (typeof value === 'number' || typeof value === 'string') target.create_attribute(name, value);
+        else if (typeof value === 'bigint') target.create_attribute(name, BigInt64Array.of(value), [], '<q');
         else if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'number')) {
-          const ints = value.every((v) => Number.isInteger(v));
-          if (ints) target.create_attribute(name, BigInt64Array.from(value.map((v) => BigInt(v))), [value.length], '<q');
+          if (value.every((v) => Number.isInteger(v))) target.create_attribute(name, BigInt64Array.from(value.map((v) => BigInt(v))), [value.length], '<q');
           else target.create_attribute(name, Float64Array.from(value), [value.length], '<d');
         } else if (Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string')) {
           target.create_attribute(name, value as string[]);
