@@ -5,6 +5,9 @@ import { DEFAULT_SLAB_MB } from '../core/slabs.js';
 import * as check from './check.js';
 import * as convert from './convert.js';
 import * as suggestPrios from './suggestPrios.js';
+import * as train from './train.js';
+import * as predict from './predict.js';
+import * as demo from './demo.js';
 import { VERSION } from '../version.js';
 
 interface CommandSpec {
@@ -18,6 +21,9 @@ export const commands: CommandSpec[] = [
   { command: 'check [files..]', describe: 'validate lazy-label HDF5 files (labels, info, raw pairing) or a whole manifest', ...check },
   { command: 'convert', describe: 'turn coarse masks or dense class volumes into -1-ignored label volumes with info', ...convert },
   { command: 'suggest-prios [files..]', describe: 'suggest ELEKTRONN cube_prios from label density (lazy cubes drawn less often)', ...suggestPrios },
+  { command: 'train', describe: 'train a 2D/3D U-Net with the masked lazy-label loss (GPU, CPU or wasm backend)', ...train },
+  { command: 'predict', describe: 'tiled inference with a trained model: per-class probabilities and argmax labels', ...predict },
+  { command: 'demo', describe: 'the whole pipeline on synthetic EM data: lazy labels vs dense only, evaluated', ...demo },
 ];
 
 /** Exit code for bugs (not the user's fault): kept apart from the documented 0/1/2. */

@@ -1,6 +1,6 @@
 /** `lazylabel train`: parse flags, run the training loop with a progress bar, Ctrl-C checkpoints and exits 130. */
 import type { Argv } from 'yargs';
-import { train, type TrainReport } from '../train/loop.js';
+import type { TrainReport } from '../train/loop.js';
 import { usageError, ExitCode } from '../errors.js';
 import { printJson, printLines, table, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
@@ -92,6 +92,8 @@ export async function handler(args: TrainArgs): Promise<number> {
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'steps' });
   let report: TrainReport;
   try {
+    // tfjs loads only for the commands that need it, so check/convert start fast
+    const { train } = await import('../train/loop.js');
     report = await train({
       manifest: args.manifest,
       out: args.out,

@@ -120,7 +120,7 @@ async function modelFromFiles(tf: TF, files: Record<string, Buffer>): Promise<tf
   const json = JSON.parse(files['model.json']!.toString('utf8')) as { modelTopology: object; weightsManifest: { weights: tfType.io.WeightsManifestEntry[] }[] };
   const weights = files['weights.bin']!;
   const data = weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) as ArrayBuffer;
-  return tf.loadLayersModel(tf.io.fromMemory(json.modelTopology, json.weightsManifest[0]!.weights, data));
+  return tf.loadLayersModel(tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0]!.weights, weightData: data }));
 }
 
 /** Load a saved model folder (run/model or a checkpoint). */

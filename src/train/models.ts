@@ -13,6 +13,8 @@ export interface UNetConfig {
   baseFilters: number;
   /** 3D only: the first k levels pool only in-plane, i.e. pool (1,2,2) over (z,y,x) (for anisotropic voxels). */
   anisotropicLevels?: number;
+  /** Seed for the weight initialisers, for reproducible runs; random when absent. */
+  seed?: number;
 }
 
 /**
@@ -47,6 +49,7 @@ export function checkConfig(cfg: UNetConfig): string | null {
   if (!isInt(cfg.inChannels, 1)) return `inChannels must be an integer >= 1, got ${cfg.inChannels}`;
   if (!isInt(cfg.depth, 0)) return `depth must be an integer >= 0, got ${cfg.depth}`;
   if (!isInt(cfg.baseFilters, 1)) return `baseFilters must be an integer >= 1, got ${cfg.baseFilters}`;
+  if (cfg.seed !== undefined && !Number.isFinite(cfg.seed)) return `seed must be a finite number, got ${cfg.seed}`;
   if (cfg.anisotropicLevels !== undefined) {
     if (cfg.dims !== 3) return 'anisotropicLevels only applies to 3D U-Nets';
     if (!isInt(cfg.anisotropicLevels, 0) || cfg.anisotropicLevels > cfg.depth) {
@@ -134,9 +137,14 @@ export class UpSamplingND extends tf.layers.Layer {
 }
 tf.serialization.registerClass(UpSamplingND);
 
-function convBlock(x: tf.SymbolicTensor, dims: 2 | 3, filters: number, name: string): tf.SymbolicTensor {
+/** He-normal init (suits ReLU); with a seed, each layer gets its own derived seed so layers differ. */
+function heNormal(seed: number | undefined, layer: number): ReturnType<typeof tf.initializers.heNormal> {
+  return tf.initializers.heNormal(seed === undefined ? {} : { seed: seed + 7919 * layer });
+}
+
+function convBlock(x: tf.SymbolicTensor, dims: 2 | 3, filters: number, name: string, seed: number | undefined, layerNo: () => number): tf.SymbolicTensor {
   for (const i of [1, 2]) {
-    const args = { filters, kernelSize: 3, padding: 'same' as const, activation: 'relu' as const, kernelInitializer: 'heNormal', name: `${name}_conv${i}` };
+    const args = { filters, kernelSize: 3, padding: 'same' as const, activation: 'relu' as const, kernelInitializer: heNormal(seed, layerNo()), name: `${name}_conv${i}` };
     const layer = dims === 2 ? tf.layers.conv2d(args) : tf.layers.conv3d(args);
     x = layer.apply(x) as tf.SymbolicTensor;
   }
@@ -155,10 +163,12 @@ export function buildUNet(cfg: UNetConfig): tf.LayersModel {
   const { dims } = cfg;
   const input = tf.input({ shape: [...new Array<null>(dims).fill(null), cfg.inChannels], name: 'input' });
   const pools = poolFactors(cfg);
+  let layers = 0;
+  const layerNo = () => layers++;
   const skips: tf.SymbolicTensor[] = [];
   let x = input;
   for (let l = 0; l < cfg.depth; l++) {
-    x = convBlock(x, dims, cfg.baseFilters * 2 ** l, `down${l}`);
+    x = convBlock(x, dims, cfg.baseFilters * 2 ** l, `down${l}`, cfg.seed, layerNo);
     skips.push(x);
     const poolArgs = { poolSize: pools[l], strides: pools[l], padding: 'valid' as const, name: `down${l}_pool` };
     const pool = dims === 2
@@ -166,13 +176,14 @@ export function buildUNet(cfg: UNetConfig): tf.LayersModel {
       : tf.layers.maxPooling3d(poolArgs as Parameters<typeof tf.layers.maxPooling3d>[0]);
     x = pool.apply(x) as tf.SymbolicTensor;
   }
-  x = convBlock(x, dims, cfg.baseFilters * 2 ** cfg.depth, 'bottom');
+  x = convBlock(x, dims, cfg.baseFilters * 2 ** cfg.depth, 'bottom', cfg.seed, layerNo);
   for (let l = cfg.depth - 1; l >= 0; l--) {
     x = new UpSamplingND({ factors: pools[l], name: `up${l}_upsample` }).apply(x) as tf.SymbolicTensor;
     x = tf.layers.concatenate({ axis: -1, name: `up${l}_concat` }).apply([skips[l], x]) as tf.SymbolicTensor;
-    x = convBlock(x, dims, cfg.baseFilters * 2 ** l, `up${l}`);
+    x = convBlock(x, dims, cfg.baseFilters * 2 ** l, `up${l}`, cfg.seed, layerNo);
   }
-  const headArgs = { filters: cfg.nLab, kernelSize: 1, activation: 'softmax' as const, name: 'probs' };
+  const headInit = tf.initializers.glorotUniform(cfg.seed === undefined ? {} : { seed: cfg.seed + 7919 * layerNo() });
+  const headArgs = { filters: cfg.nLab, kernelSize: 1, activation: 'softmax' as const, kernelInitializer: headInit, name: 'probs' };
   const head = dims === 2 ? tf.layers.conv2d(headArgs) : tf.layers.conv3d(headArgs);
   const output = head.apply(x) as tf.SymbolicTensor;
   return tf.model({ inputs: input, outputs: output, name: `unet${dims}d` });

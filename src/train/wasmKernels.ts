@@ -21,6 +21,13 @@ type Attrs = tf.NamedAttrMap;
  *  - Conv3DBackpropInputV2: same trick as Conv2DBackpropInput on top of our Conv3D. The stock kernel
  *    also disagrees with the cpu backend for strided 'same' convs with odd sizes (and so does the stock
  *    Conv3DBackpropFilterV2), which the tests against cpu pin down.
+ *  - MaxPool3D: the stock kernel starts its running max at FLT_MIN (1.2e-38) instead of -inf, so
+ *    windows of negative values come out as 1.2e-38, and all-zero windows (common after ReLU) too.
+ *    Those tiny values then turn into denormals in the next conv, which made it ~10x slower.
+ *    MaxPool3DGrad is replaced alongside so both agree on the argmax: the first maximum in the window,
+ *    as TensorFlow does. (The cpu backend's MaxPool3DGrad takes the last one, and misroutes gradients
+ *    when window sizes differ between axes or 'same' pads unevenly; the tests check those cases
+ *    against a plain reference instead.)
  *  - Slice, SplitV: the stock Slice copies the whole input out of the heap (readSync) on every call and
  *    has no fast path above rank 4; SplitV (the gradient of every skip-connection Concat) calls it once
  *    per piece. On a small 3D U-Net that was >50% of a training step. Ours copies strided runs in place.
@@ -37,6 +44,8 @@ export const WASM_TRAINING_KERNELS = [
   'Conv3D',
   'Conv3DBackpropFilterV2',
   'Conv3DBackpropInputV2',
+  'MaxPool3D',
+  'MaxPool3DGrad',
   'Slice',
   'SplitV',
   'Sum',
@@ -59,8 +68,13 @@ export function setIm2colChunkFloats(n: number): number {
 // Heap helpers. All work happens directly on the wasm heap: no readSync copies. Any allocation can
 // grow (and so detach) the heap buffer, hence heap() is re-read after every allocation or kernel call.
 
+/** The current wasm memory. (Typed loosely: HEAPU8 comes from the emscripten typings, which are not always in scope.) */
+function heapBuffer(be: BackendWasm): ArrayBufferLike {
+  return (be.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.buffer;
+}
+
 function heap(be: BackendWasm): Float32Array {
-  return new Float32Array(be.wasm.HEAPU8.buffer);
+  return new Float32Array(heapBuffer(be));
 }
 
 /** Float index of a tensor's first element in heap(). */
@@ -218,28 +232,31 @@ function flipSwapFilter(be: BackendWasm, filter: TensorInfo, fd: number, fh: num
  * kd is one Conv2D call over a batch of n*count planes.
  */
 function conv3dViaConv2d(be: BackendWasm, x: TensorInfo, filter: TensorInfo, g: Geom): TensorInfo {
-  const out = alloc(be, [g.n, g.od, g.oh, g.ow, g.co]);
   const plane = g.h * g.w * g.ci;
   const oplane = g.oh * g.ow * g.co;
   const ftap = g.fh * g.fw * g.ci * g.co;
-  let F = heap(be);
-  F.fill(0, off(be, out), off(be, out) + g.n * g.od * oplane);
   const conv2dAttrs: Attrs = {
     strides: [g.sh, g.sw],
     pad: [[0, 0], [g.pt, g.pb], [g.pl, g.pr], [0, 0]],
     dilations: [g.dh, g.dw],
     dataFormat: 'NHWC',
   };
+  // Filter depths that touch every output depth go first: the first one's Conv2D result (already laid
+  // out as [n, od, oh, ow, co]) becomes the accumulator, saving a zero-fill and one add pass.
+  const taps: Array<{ kd: number; lo: number; cnt: number }> = [];
   for (let kd = 0; kd < g.fd; kd++) {
     const [lo, hi] = validRange(g.d, g.od, g.sd, kd, g.dd, g.pf);
-    const cnt = hi - lo + 1;
-    if (cnt <= 0) continue;
+    if (hi >= lo) taps.push({ kd, lo, cnt: hi - lo + 1 });
+  }
+  taps.sort((p, q) => q.cnt - p.cnt);
+  let out: TensorInfo | null = null;
+  for (const { kd, lo, cnt } of taps) {
     const shift = kd * g.dd - g.pf;
     // When output depth z reads input depth z for every z, x itself is the batch of planes.
     const identity = cnt === g.d && g.od === g.d && g.sd === 1 && shift === 0;
     const xs = identity ? { dataId: x.dataId, shape: [g.n * g.d, g.h, g.w, g.ci], dtype: x.dtype } : alloc(be, [g.n * cnt, g.h, g.w, g.ci]);
     const wk = alloc(be, [g.fh, g.fw, g.ci, g.co]);
-    F = heap(be);
+    let F = heap(be);
     if (!identity) {
       const xo = off(be, x);
       const so = off(be, xs);
@@ -253,6 +270,16 @@ function conv3dViaConv2d(be: BackendWasm, x: TensorInfo, filter: TensorInfo, g: 
     const fo = off(be, filter) + kd * ftap;
     F.copyWithin(off(be, wk), fo, fo + ftap);
     const y = runKernel('Conv2D', be, { x: xs, filter: wk }, conv2dAttrs);
+    if (!identity) free(be, xs);
+    free(be, wk);
+    if (!out && cnt === g.od) {
+      out = { dataId: y.dataId, shape: [g.n, g.od, g.oh, g.ow, g.co], dtype: 'float32' };
+      continue;
+    }
+    if (!out) {
+      out = alloc(be, [g.n, g.od, g.oh, g.ow, g.co]);
+      heap(be).fill(0, off(be, out), off(be, out) + g.n * g.od * oplane);
+    }
     F = heap(be);
     const yo = off(be, y);
     const oo = off(be, out);
@@ -263,8 +290,12 @@ function conv3dViaConv2d(be: BackendWasm, x: TensorInfo, filter: TensorInfo, g: 
         for (let i = 0; i < oplane; i++) F[t + i] += F[s + i];
       }
     }
-    if (!identity) free(be, xs);
-    free(be, wk, y);
+    free(be, y);
+  }
+  if (!out) {
+    // No filter depth overlaps the input (only possible with huge padding): all zeros.
+    out = alloc(be, [g.n, g.od, g.oh, g.ow, g.co]);
+    heap(be).fill(0, off(be, out), off(be, out) + g.n * g.od * oplane);
   }
   return out;
 }
@@ -410,14 +441,16 @@ function conv2dBackpropFilter(_stock: Fallback): KernelFunc {
     const a = attrs as unknown as tf.Conv2DBackpropFilterAttrs;
     assertFloat32('Conv2DBackpropFilter', x, dy);
     const temps: TensorInfo[] = [];
+    let pad = a.pad;
     if (a.dataFormat === 'NCHW') {
       // Rare in practice (tfjs layers default to channels last): compute in NHWC.
       x = runKernel('Transpose', be, { x }, { perm: [0, 2, 3, 1] });
       dy = runKernel('Transpose', be, { x: dy }, { perm: [0, 2, 3, 1] });
       temps.push(x, dy);
+      if (Array.isArray(pad)) pad = [pad[0], pad[2], pad[3], pad[1]];
     }
     const info = tf.backend_util.computeConv2DInfo(
-      x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+      x.shape as [number, number, number, number], a.filterShape, a.strides, 1, pad, a.dimRoundingMode, false, 'channelsLast');
     const out = convBackpropFilterIm2col(be, x, dy, geomFrom2D(info), [...a.filterShape]);
     free(be, ...temps);
     return out;
@@ -509,9 +542,111 @@ function conv3dBackpropInput(stock: Fallback): KernelFunc {
   };
 }
 
+/** Window geometry of a channels-last 3D pooling. */
+function pool3dInfo(x: TensorInfo, a: { filterSize: [number, number, number] | number; strides: [number, number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' }): Geom {
+  const info = tf.backend_util.computePool3DInfo(
+    x.shape as [number, number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode, 'NDHWC');
+  return geomFrom3D(info);
+}
+
+/**
+ * Visits every output pixel of a 3D pooling with the heap offsets (in floats, channel 0) of the output
+ * and of each input pixel of its window (clipped to the input).
+ */
+function forEachPoolWindow(g: Geom, xOff: number, outOff: number, visit: (o: number, window: number[]) => void): void {
+  const win: number[] = [];
+  let o = outOff;
+  for (let b = 0; b < g.n; b++) {
+    for (let zo = 0; zo < g.od; zo++) {
+      for (let yo = 0; yo < g.oh; yo++) {
+        for (let xo = 0; xo < g.ow; xo++, o += g.ci) {
+          win.length = 0;
+          for (let kd = 0; kd < g.fd; kd++) {
+            const z = zo * g.sd + kd - g.pf;
+            if (z < 0 || z >= g.d) continue;
+            for (let kh = 0; kh < g.fh; kh++) {
+              const y = yo * g.sh + kh - g.pt;
+              if (y < 0 || y >= g.h) continue;
+              for (let kw = 0; kw < g.fw; kw++) {
+                const xx = xo * g.sw + kw - g.pl;
+                if (xx < 0 || xx >= g.w) continue;
+                win.push(xOff + (((b * g.d + z) * g.h + y) * g.w + xx) * g.ci);
+              }
+            }
+          }
+          visit(o, win);
+        }
+      }
+    }
+  }
+}
+
+function maxPool3d(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const be = backend as BackendWasm;
+    const x = (inputs as { x: TensorInfo }).x;
+    const a = attrs as unknown as tf.MaxPool3DAttrs;
+    if (a.dataFormat === 'NCDHW' || x.dtype !== 'float32') {
+      if (!stock) throw new Error('MaxPool3D: unsupported configuration on wasm');
+      return stock(args);
+    }
+    const g = pool3dInfo(x, a);
+    const c = g.ci;
+    const out = alloc(be, [g.n, g.od, g.oh, g.ow, c]);
+    const F = heap(be);
+    forEachPoolWindow(g, off(be, x), off(be, out), (o, win) => {
+      for (let k = 0; k < c; k++) F[o + k] = -Infinity; // (an empty window stays -inf, as in TF)
+      for (const p of win) {
+        for (let k = 0; k < c; k++) {
+          const v = F[p + k];
+          if (v > F[o + k]) F[o + k] = v;
+        }
+      }
+    });
+    return out;
+  };
+}
+
+function maxPool3dGrad(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend, attrs } = args;
+    const be = backend as BackendWasm;
+    const { dy, input } = inputs as { dy: TensorInfo; input: TensorInfo };
+    if (input.dtype !== 'float32' || dy.dtype !== 'float32') {
+      if (!stock) throw new Error('MaxPool3DGrad: unsupported dtype on wasm');
+      return stock(args);
+    }
+    const g = pool3dInfo(input, attrs as unknown as tf.MaxPool3DGradAttrs);
+    const c = g.ci;
+    const dx = alloc(be, input.shape);
+    const F = heap(be);
+    const dxShift = off(be, dx) - off(be, input); // same layout: dx index = input index + shift
+    F.fill(0, off(be, dx), off(be, dx) + tf.util.sizeFromShape(input.shape));
+    const best = new Float32Array(c);
+    const arg = new Int32Array(c);
+    // Walk dy with the output offsets; route each dy to the first maximum of its window.
+    forEachPoolWindow(g, off(be, input), off(be, dy), (o, win) => {
+      best.fill(-Infinity);
+      arg.fill(-1);
+      for (const p of win) {
+        for (let k = 0; k < c; k++) {
+          const v = F[p + k];
+          if (v > best[k]) {
+            best[k] = v;
+            arg[k] = p + k;
+          }
+        }
+      }
+      for (let k = 0; k < c; k++) if (arg[k] >= 0) F[arg[k] + dxShift] += F[o + k];
+    });
+    return dx;
+  };
+}
+
 /** Whole-heap view for raw element copies: 4-byte types copy as Int32 (bit-exact), bool as bytes. */
 function rawHeap(be: BackendWasm, dtype: tf.DataType): Int32Array | Uint8Array {
-  const buf = be.wasm.HEAPU8.buffer;
+  const buf = heapBuffer(be);
   return dtype === 'bool' ? new Uint8Array(buf) : new Int32Array(buf);
 }
 
@@ -631,6 +766,8 @@ const FACTORIES: Record<(typeof WASM_TRAINING_KERNELS)[number], (stock: Fallback
   Conv3D: conv3d,
   Conv3DBackpropFilterV2: conv3dBackpropFilter,
   Conv3DBackpropInputV2: conv3dBackpropInput,
+  MaxPool3D: maxPool3d,
+  MaxPool3DGrad: maxPool3dGrad,
   Slice: slice,
   SplitV: splitV,
   Sum: sum,

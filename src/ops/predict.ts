@@ -1,0 +1,216 @@
+/** `predict`: tiled inference with cropped overlaps, streamed to chunked HDF5 (probabilities + argmax), bounded memory. */
+import type * as tfType from '@tensorflow/tfjs';
+import { LazyLabelError, usageError } from '../errors.js';
+import { H5Sink, H5Source } from '../io/hdf5.js';
+import { writeAtomically } from '../io/atomic.js';
+import { rawSpatialShape } from '../core/checkRules.js';
+import { tilesInRow, volumeTiles, type Tile } from '../core/tiles.js';
+import { selectBackend, type BackendPreference } from '../train/backend.js';
+import { loadModel } from '../train/checkpoint.js';
+import { requiredMultiples } from '../train/models.js';
+import type { RunConfig } from '../train/loop.js';
+import { noProgress, type ProgressFn } from './progress.js';
+import { VERSION } from '../version.js';
+
+export interface PredictOptions {
+  /** Run folder (or its model/ folder) written by `train`. */
+  model: string;
+  raw: string;
+  rawKey?: string;
+  out: string;
+  probsKey?: string;
+  labelKey?: string;
+  /** Store probabilities as uint8 (p * 255, rounded) instead of float32. */
+  uint8?: boolean;
+  /** Tile size in label axis order (default: the training patch, in-plane axes doubled where the volume allows). */
+  tile?: number[];
+  /** Voxels cropped at inner tile edges, per axis (default: an eighth of the tile, aligned). */
+  margin?: number[];
+  /** Tiles per forward pass. */
+  batch?: number;
+  backend?: BackendPreference;
+  force?: boolean;
+  onProgress?: ProgressFn;
+  /** An already selected tf namespace and loaded model (the demo reuses them). */
+  loaded?: { tf: typeof tfType; model: tfType.LayersModel; config: RunConfig; backend: string };
+}
+
+export interface PredictReport {
+  command: 'predict';
+  ok: boolean;
+  output: string;
+  backend: string;
+  shape: number[];
+  nLab: number;
+  tile: number[];
+  margin: number[];
+  tiles: number;
+  probsKey: string;
+  labelKey: string;
+  probsDtype: 'float32' | 'uint8';
+  /** Voxels per predicted class (argmax). */
+  classCounts: number[];
+  seconds: number;
+}
+
+/** Read one input window (zero-padded past the volume) as channels-last float32, scaled like training. */
+function readWindow(src: H5Source, key: string, tile: Tile, spatial: number[], channelsFirst: boolean, nCh: number, divisor: number): Float32Array {
+  const dims = spatial.length;
+  const lo = tile.inStart;
+  const hi = tile.inStart.map((s, i) => Math.min(s + tile.size[i]!, spatial[i]!));
+  const readShape = hi.map((h, i) => h - lo[i]!);
+  const starts = channelsFirst ? [0, ...lo] : lo;
+  const ends = channelsFirst ? [nCh, ...hi] : hi;
+  const data = src.readBox(key, starts, ends);
+  const out = new Float32Array(tile.size.reduce((a, b) => a * b, 1) * nCh);
+  const readVox = readShape.reduce((a, b) => a * b, 1);
+  // strides of the padded window (voxel-major, channels last)
+  const winStride = new Array<number>(dims).fill(1);
+  for (let i = dims - 2; i >= 0; i--) winStride[i] = winStride[i + 1]! * tile.size[i + 1]!;
+  const idx = new Array<number>(dims).fill(0);
+  for (let v = 0; v < readVox; v++) {
+    let rem = v;
+    for (let i = dims - 1; i >= 0; i--) {
+      idx[i] = rem % readShape[i]!;
+      rem = Math.floor(rem / readShape[i]!);
+    }
+    let w = 0;
+    for (let i = 0; i < dims; i++) w += idx[i]! * winStride[i]!;
+    for (let c = 0; c < nCh; c++) out[w * nCh + c] = data[channelsFirst ? c * readVox + v : v]! / divisor;
+  }
+  return out;
+}
+
+/** Predict a raw volume with a trained model. */
+export async function predict(opts: PredictOptions): Promise<PredictReport> {
+  const t0 = performance.now();
+  const onProgress = opts.onProgress ?? noProgress;
+  let tf: typeof tfType;
+  let model: tfType.LayersModel;
+  let config: RunConfig;
+  let backendName: string;
+  if (opts.loaded) {
+    ({ tf, model, config } = opts.loaded);
+    backendName = opts.loaded.backend;
+  } else {
+    const backend = await selectBackend(opts.backend ?? 'auto');
+    tf = backend.tf;
+    backendName = backend.name;
+    const loaded = await loadModel(tf, opts.model);
+    model = loaded.model;
+    config = loaded.state.config as RunConfig;
+    if (!config?.unet) throw new LazyLabelError('saved model has no training config', { code: 'model-config', file: opts.model, hint: 'use a model folder written by lazylabel train' });
+  }
+  const nLab = config.nLab;
+  const dims = config.unet.dims;
+  const rawKey = opts.rawKey ?? 'raw';
+  const probsKey = opts.probsKey ?? 'probs';
+  const labelKey = opts.labelKey ?? 'lab';
+  const src = await H5Source.open(opts.raw);
+  try {
+    const info = src.info(rawKey);
+    if (!info.dtype || info.dtype.kind === 'bool') throw new LazyLabelError(`raw data is ${info.typeName}`, { code: 'bad-dtype', file: opts.raw, dataset: rawKey, hint: 'raw must be an integer or float volume' });
+    const spatial = rawSpatialShape(info.shape, dims);
+    if (!spatial) throw new LazyLabelError(`raw shape (${info.shape.join(', ')}) is not ${dims}-D or channels-first ${dims + 1}-D`, { code: 'raw-ndim', file: opts.raw, dataset: rawKey, hint: `the model was trained on ${dims}-D cubes` });
+    const channelsFirst = info.shape.length === dims + 1;
+    const nCh = channelsFirst ? info.shape[0]! : 1;
+    if (nCh !== config.unet.inChannels) throw new LazyLabelError(`raw has ${nCh} channel(s) but the model expects ${config.unet.inChannels}`, { code: 'raw-channels', file: opts.raw, dataset: rawKey });
+    const divisor = info.dtype.kind === 'float' ? 1 : 255; // as in training (ELEKTRONN scales integer raw by 1/255)
+    const align = requiredMultiples(config.unet);
+    const tile = opts.tile ?? config.patch.map((p, i) => Math.max(p, Math.min(Math.ceil(spatial[i]! / align[i]!) * align[i]!, p * (i === 0 ? 1 : 2))));
+    if (tile.length !== dims || tile.some((t, i) => t % align[i]! !== 0)) throw usageError(`--tile ${tile.join(',')} must have ${dims} entries, multiples of ${align.join(',')}`);
+    const margin = opts.margin ?? tile.map((t, i) => Math.floor(Math.floor(t / 8) / align[i]!) * align[i]!);
+    const perAxis = volumeTiles(spatial, tile, margin, align);
+    const totalTiles = perAxis.reduce((a, t) => a * t.length, 1);
+    const batchSize = Math.max(1, opts.batch ?? 1);
+    const planeVoxels = spatial.slice(1).reduce((a, b) => a * b, 1);
+    const classCounts = new Array<number>(nLab).fill(0);
+    let done = 0;
+
+    await writeAtomically(opts.out, { force: opts.force, inputs: [opts.raw] }, async (tmp) => {
+      const sink = await H5Sink.create(tmp);
+      try {
+        const chunkRows = Math.max(1, Math.min(spatial[0]!, tile[0]!));
+        const probsWriter = sink.createDataset(probsKey, { shape: [...spatial, nLab], dtype: opts.uint8 ? 'uint8' : 'float32', chunks: [chunkRows, ...spatial.slice(1).map((n) => Math.min(n, 64)), nLab], gzip: 1 });
+        const labelWriter = sink.createDataset(labelKey, { shape: spatial, dtype: 'int16', chunks: [chunkRows, ...spatial.slice(1).map((n) => Math.min(n, 128))], gzip: 1 });
+        for (const row of perAxis[0]!) {
+          const rows = row.outEnd - row.outStart;
+          const probs = new Float32Array(rows * planeVoxels * nLab);
+          const tiles = [...tilesInRow(perAxis, row)];
+          for (let b = 0; b < tiles.length; b += batchSize) {
+            const group = tiles.slice(b, b + batchSize);
+            const tileVox = tile.reduce((p, q) => p * q, 1);
+            const input = new Float32Array(group.length * tileVox * nCh);
+            group.forEach((t, i) => input.set(readWindow(src, rawKey, t, spatial, channelsFirst, nCh, divisor), i * tileVox * nCh));
+            const out = tf.tidy(() => model.predict(tf.tensor(input, [group.length, ...tile, nCh], 'float32')) as tfType.Tensor);
+            const values = (await out.data()) as Float32Array;
+            out.dispose();
+            group.forEach((t, i) => copyOwned(values.subarray(i * tileVox * nLab, (i + 1) * tileVox * nLab), t, tile, spatial, row.outStart, probs, nLab));
+            done += group.length;
+            onProgress({ label: 'predict', done, total: totalTiles });
+          }
+          const labels = new Int16Array(rows * planeVoxels);
+          for (let v = 0; v < labels.length; v++) {
+            let best = 0;
+            for (let c = 1; c < nLab; c++) if (probs[v * nLab + c]! > probs[v * nLab + best]!) best = c;
+            labels[v] = best;
+            classCounts[best]!++;
+          }
+          probsWriter.write(opts.uint8 ? Uint8Array.from(probs, (p) => Math.round(Math.min(1, Math.max(0, p)) * 255)) : probs);
+          labelWriter.write(labels);
+        }
+        sink.setAttrs(probsKey, { axes: [...(dims === 3 ? ['x', 'y', 'z'] : ['x', 'y']), 'class'], scale: opts.uint8 ? 1 / 255 : 1 });
+        sink.setAttrs(labelKey, { lazylabel: JSON.stringify({ command: 'predict', version: VERSION, model: opts.model, raw: `${opts.raw}:${rawKey}`, tile, margin }) });
+      } finally {
+        sink.close();
+      }
+    });
+    return {
+      command: 'predict',
+      ok: true,
+      output: opts.out,
+      backend: backendName,
+      shape: spatial,
+      nLab,
+      tile,
+      margin,
+      tiles: totalTiles,
+      probsKey,
+      labelKey,
+      probsDtype: opts.uint8 ? 'uint8' : 'float32',
+      classCounts,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    src.close();
+  }
+}
+
+/** Copy the part of a tile's output that the tile owns into the row buffer (rows start at `rowStart`). */
+function copyOwned(values: Float32Array, t: Tile, tile: number[], spatial: number[], rowStart: number, probs: Float32Array, nLab: number): void {
+  const dims = spatial.length;
+  const ownShape = t.outEnd.map((e, i) => e - t.outStart[i]!);
+  const ownVox = ownShape.reduce((a, b) => a * b, 1);
+  const tileStride = new Array<number>(dims).fill(1);
+  const volStride = new Array<number>(dims).fill(1);
+  for (let i = dims - 2; i >= 0; i--) {
+    tileStride[i] = tileStride[i + 1]! * tile[i + 1]!;
+    volStride[i] = volStride[i + 1]! * spatial[i + 1]!;
+  }
+  const idx = new Array<number>(dims).fill(0);
+  for (let v = 0; v < ownVox; v++) {
+    let rem = v;
+    for (let i = dims - 1; i >= 0; i--) {
+      idx[i] = rem % ownShape[i]!;
+      rem = Math.floor(rem / ownShape[i]!);
+    }
+    let src = 0;
+    let dst = 0;
+    for (let i = 0; i < dims; i++) {
+      const g = t.outStart[i]! + idx[i]!;
+      src += (g - t.inStart[i]!) * tileStride[i]!;
+      dst += (i === 0 ? g - rowStart : g) * volStride[i]!;
+    }
+    probs.set(values.subarray(src * nLab, src * nLab + nLab), dst * nLab);
+  }
+}
