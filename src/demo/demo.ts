@@ -95,14 +95,26 @@ function overlay(cube: SynthCube, z: number, labels: ArrayLike<number> | null, s
   return img;
 }
 
-export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
-  const t0 = performance.now();
+export interface DemoData {
+  out: string;
+  data: string;
+  shape: [number, number, number];
+  denseManifest: string;
+  lazyManifest: string;
+  testFile: string;
+  test: SynthCube;
+  conversions: ConvertReport[];
+  checks: CheckReport[];
+  prios: PriosReport;
+}
+
+/**
+ * Steps 1-5 of the demo: synthetic cubes, manifests, convert (lazy cubes), check, suggest-prios.
+ * Exported for tests, which train on the same data at tiny sizes.
+ */
+export async function generateDemoData(opts: Pick<DemoOptions, 'out' | 'seed' | 'cubeShape' | 'denseCubes' | 'log'>): Promise<DemoData> {
   const log = opts.log ?? (() => {});
   const out = path.resolve(opts.out);
-  if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {
-    if (!opts.force) throw usageError(`demo folder ${out} is not empty`, 'pass --force to replace it, or choose another --out');
-    fs.rmSync(out, { recursive: true, force: true });
-  }
   const data = path.join(out, 'data');
   fs.mkdirSync(data, { recursive: true });
   const seed = opts.seed ?? 1;
@@ -163,6 +175,20 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
   // 5. suggest-prios: lazy cubes get 30% of the patches; stored in the lazy manifest.
   const prios: PriosReport = await suggestPrios({ manifest: lazyManifest, lazyShare: 0.3, writeManifest: true });
   await suggestPrios({ manifest: denseManifest, writeManifest: true });
+
+  return { out, data, shape, denseManifest, lazyManifest, testFile: path.join(data, 'test.h5'), test, conversions, checks, prios };
+}
+
+export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
+  const t0 = performance.now();
+  const log = opts.log ?? (() => {});
+  const out = path.resolve(opts.out);
+  if (fs.existsSync(out) && fs.readdirSync(out).length > 0) {
+    if (!opts.force) throw usageError(`demo folder ${out} is not empty`, 'pass --force to replace it, or choose another --out');
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+  const seed = opts.seed ?? 1;
+  const { data, shape, denseManifest, lazyManifest, test, conversions, checks, prios } = await generateDemoData(opts);
 
   // 6. train twice (same seed, same steps), 7. predict the test cube, 8. evaluate.
   const { train } = await import('../train/loop.js');

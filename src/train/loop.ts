@@ -101,6 +101,27 @@ export interface RunConfig {
 
 const DIVERGENCE_FACTOR = 1e3;
 
+/**
+ * tfjs's Adam keeps beta1^t and beta2^t as running products but `setWeights` recomputes them with pow(),
+ * which rounds differently; saving and restoring them makes a resumed run continue bit for bit.
+ */
+interface AdamAccumulators {
+  accBeta1?: tfType.Variable;
+  accBeta2?: tfType.Variable;
+}
+
+function adamState(optimizer: tfType.Optimizer): number[] | null {
+  const o = optimizer as unknown as AdamAccumulators;
+  return o.accBeta1 && o.accBeta2 ? [o.accBeta1.dataSync()[0]!, o.accBeta2.dataSync()[0]!] : null;
+}
+
+function restoreAdamState(tf: typeof tfType, optimizer: tfType.Optimizer, state: unknown): void {
+  const o = optimizer as unknown as AdamAccumulators;
+  if (!Array.isArray(state) || !o.accBeta1 || !o.accBeta2) return;
+  o.accBeta1.assign(tf.scalar(state[0] as number));
+  o.accBeta2.assign(tf.scalar(state[1] as number));
+}
+
 /** Per-batch tensors for the loss; masks are left out when the manifest has lazy labels off (ELEKTRONN passes none). */
 function lossInputs(tf: typeof tfType, batch: Batch, cfg: RunConfig): { x: tfType.Tensor; y: tfType.Tensor; opts: Parameters<typeof lazyNll>[2] } {
   const b = batch.labels.length / batch.patchSize.reduce((p, q) => p * q, 1);
@@ -210,6 +231,7 @@ export async function train(opts: TrainOptions): Promise<TrainReport> {
         depth: opts.depth ?? 3,
         baseFilters: opts.baseFilters ?? 16,
         ...(dims === 3 ? { anisotropicLevels: opts.anisotropicLevels ?? 1 } : {}),
+        seed: opts.seed ?? 0, // weight init follows --seed, so a run is reproducible
       };
       const bad = checkPatchShape(unet, patch);
       if (bad) throw usageError(bad);
@@ -244,6 +266,7 @@ export async function train(opts: TrainOptions): Promise<TrainReport> {
       model = found.point.model;
       step = found.point.state.step;
       await optimizer.setWeights(found.point.optimizerWeights);
+      restoreAdamState(tf, optimizer, found.point.state.adam);
       sampler.rng.setState(found.point.state.rng as number[]);
       log(`resuming from ${path.basename(found.point.dir)} (step ${step})`);
     } else {
@@ -262,7 +285,7 @@ export async function train(opts: TrainOptions): Promise<TrainReport> {
     let reference: number | null = null;
 
     const checkpoint = async (): Promise<void> => {
-      lastCheckpoint = await saveCheckpoint(tf, model, optimizer, runDir, { step, rng: sampler.rng.getState() });
+      lastCheckpoint = await saveCheckpoint(tf, model, optimizer, runDir, { step, rng: sampler.rng.getState(), adam: adamState(optimizer) });
       await saveModel(tf, model, path.join(runDir, 'model'), { step, config: cfg });
       writePlot(runDir);
     };

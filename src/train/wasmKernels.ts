@@ -1,4 +1,4 @@
-/** Training kernels for the tfjs wasm backend: the missing Conv2DBackpropFilter, plus fast replacements for the slow 3D/backprop conv kernels, built on wasm's XNNPACK Conv2D and BatchMatMul. */
+/** Training kernels for the tfjs wasm backend: the missing Conv2DBackpropFilter plus faster or fixed replacements (3D/backprop convs via XNNPACK, MaxPool3D, Slice/SplitV, Sum), working in place on the wasm heap. */
 import * as tf from '@tensorflow/tfjs';
 // Side effect: registers the 'wasm' backend and its stock kernels. It must run before we look up the
 // stock kernels we wrap, otherwise a later import would silently replace our registrations.
