@@ -16,7 +16,7 @@ interface DemoArgs extends GlobalFlags {
 export function builder(y: Argv): Argv<DemoArgs> {
   return y
     .option('out', { type: 'string', default: 'demo', describe: 'folder for the data, manifests, runs, predictions and demo.png' })
-    .option('steps', { type: 'number', default: 300, describe: 'training steps per run (two runs: with and without lazy cubes)' })
+    .option('steps', { type: 'number', default: 400, describe: 'training steps per run (two runs: with and without lazy cubes)' })
     .option('seed', { type: 'number', default: 1 })
     .option('backend', { choices: ['auto', 'tensorflow', 'wasm', 'cpu'] as const, default: 'auto' as const })
     .option('force', { type: 'boolean', default: false, describe: 'replace a non-empty --out folder' })
@@ -32,7 +32,7 @@ export function renderDemo(r: DemoReport): string[] {
     `data and runs in ${r.out} (backend ${r.backend}, ${r.steps} steps per run, ${r.seconds.toFixed(0)} s in all)`,
     `check: ${r.check.files} cubes, ${r.check.errors} errors, ${r.check.warnings} warnings`,
     ...r.convert.map((c) => `convert (${c.mode}): ${c.output}  labeled=${c.info.labeled.join('')} not_present=${c.info.notPresent.join('')}`),
-    'suggest-prios (lazy share 0.3): ' + r.prios.filter((p) => p.prio !== null && p.share !== null).map((p) => `${p.name}=${(100 * p.share!).toFixed(1)}%`).join(', '),
+    'suggest-prios (lazy share 0.25): ' + r.prios.filter((p) => p.prio !== null && p.share !== null).map((p) => `${p.name}=${(100 * p.share!).toFixed(1)}%`).join(', '),
     '',
     'evaluation on the test cube (vesicle clouds = class 2; nuclei look like vesicle clouds):',
     table(

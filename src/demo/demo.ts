@@ -172,8 +172,8 @@ export async function generateDemoData(opts: Pick<DemoOptions, 'out' | 'seed' | 
     if (!c.ok) throw new Error(`demo data failed its own check: ${JSON.stringify(c.manifest?.findings ?? c.files.flatMap((f) => f.findings))}`);
   }
 
-  // 5. suggest-prios: lazy cubes get 30% of the patches; stored in the lazy manifest.
-  const prios: PriosReport = await suggestPrios({ manifest: lazyManifest, lazyShare: 0.3, writeManifest: true });
+  // 5. suggest-prios: lazy cubes get 25% of the patches; stored in the lazy manifest.
+  const prios: PriosReport = await suggestPrios({ manifest: lazyManifest, lazyShare: 0.25, writeManifest: true });
   await suggestPrios({ manifest: denseManifest, writeManifest: true });
 
   return { out, data, shape, denseManifest, lazyManifest, testFile: path.join(data, 'test.h5'), test, conversions, checks, prios };
@@ -192,7 +192,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoReport> {
 
   // 6. train twice (same seed, same steps), 7. predict the test cube, 8. evaluate.
   const { train } = await import('../train/loop.js');
-  const steps = opts.steps ?? 300;
+  const steps = opts.steps ?? 400;
   const patch = opts.patch ?? [8, 48, 48];
   const runs: { name: DemoEvaluation['run']; manifest: string; dir: string }[] = [
     { name: 'dense only', manifest: denseManifest, dir: path.join(out, 'run_dense') },

@@ -291,6 +291,8 @@ export async function train(opts: TrainOptions): Promise<TrainReport> {
     };
 
     while (step < totalSteps) {
+      // give the event loop a turn: wasm work resolves as microtasks only, so without this a Ctrl-C would never be seen
+      await new Promise((resolve) => setImmediate(resolve));
       if (opts.shouldStop?.()) {
         stoppedBy = 'interrupt';
         break;
