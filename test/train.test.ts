@@ -107,7 +107,7 @@ describe('train', () => {
   });
 
   it('the sampler draws cubes with the shares suggest-prios printed when it wrote the prios', async () => {
-    const prios = demo.prios; // suggest-prios --lazy-share 0.3 --write-manifest, run by generateDemoData
+    const prios = demo.prios; // suggest-prios --lazy-share 0.25 --write-manifest, run by generateDemoData
     const manifest = requireManifest(demo.lazyManifest);
     const store = await CubeStore.open(manifest, { cacheMB: 64 });
     try {
