@@ -14,3 +14,16 @@ export { LazyLabelError, ExitCode } from './errors.js';
 export { lazyNll, type LazyNllOptions } from './train/loss.js';
 export type { ProgressEvent, ProgressFn } from './ops/progress.js';
 export { VERSION } from './version.js';
+export { convert, type ConvertOptions, type ConvertReport } from './ops/convert.js';
+export { suggestPrios, type SuggestPriosOptions, type PriosReport } from './ops/suggestPrios.js';
+export { cubeInformation, sharesFromPrios, applyLazyShare, elektronnCubePrios } from './core/prios.js';
+export { train, validate, type TrainOptions, type TrainReport } from './train/loop.js';
+export { predict, type PredictOptions, type PredictReport } from './ops/predict.js';
+export { selectBackend, type BackendPreference } from './train/backend.js';
+export { buildUNet, checkPatchShape, type UNetConfig } from './train/models.js';
+export { CubeStore } from './train/cubes.js';
+export { PatchSampler } from './train/sampler.js';
+export { MaskedConfusion, falsePositiveRate, f1InRegion } from './core/metrics.js';
+export { runDemo, generateDemoData, type DemoReport } from './demo/demo.js';
+/** `check` under its command name, for `import { check } from 'lazylabel'`. */
+export { checkCubes as check } from './ops/check.js';
