@@ -11,7 +11,8 @@ import { PYTHON, cleanupScratch, median, rssMethod, runMeasured } from './lib/me
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
-const BIN = path.join(root, 'bin', 'lazylabel.js');
+/** The CLI the bench runs: a private snapshot of bin/ + dist/ taken at start (see snapshotPackage). */
+let BIN = path.join(root, 'bin', 'lazylabel.js');
 const REF = path.join(here, 'reference');
 
 const HELP = `usage: node bench/run.js [options]      (npm run bench -- [options])
@@ -27,12 +28,13 @@ const HELP = `usage: node bench/run.js [options]      (npm run bench -- [options
   --no-ref           skip the h5py reference scripts (and the h5py-written layouts)
   --label NAME       results file bench/results/<date>-NAME.json (default local; -quick/-big appended)
   --no-save          do not write a results file
-  --build            run \`npx tsc -p tsconfig.json\` first (the CLI runs from dist/)
+  --build            compile src/ (npx tsc) into the bench's private copy of the CLI instead of copying dist/
+  --build-head       compile the committed code (git archive HEAD) into the private copy: reproducible numbers
   --seed N           data seed (default 42)
 `;
 
 function parseArgs(argv) {
-  const o = { quick: false, repeat: null, warmup: 1, only: ['check', 'convert', 'prios'], data: null, big: false, bigOnly: false, bigShape: [2048, 1536, 704], ref: true, label: 'local', save: true, build: false, seed: 42 };
+  const o = { quick: false, repeat: null, warmup: 1, only: ['check', 'convert', 'prios'], data: null, big: false, bigOnly: false, bigShape: [2048, 1536, 704], ref: true, label: 'local', save: true, build: false, buildHead: false, seed: 42 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -51,6 +53,7 @@ function parseArgs(argv) {
     else if (a === '--label') o.label = next();
     else if (a === '--no-save') o.save = false;
     else if (a === '--build') o.build = true;
+    else if (a === '--build-head') o.buildHead = true;
     else if (a === '--seed') o.seed = Number(next());
     else if (a === '--help' || a === '-h') {
       process.stdout.write(HELP);
@@ -102,15 +105,50 @@ function newest(dir) {
   return t;
 }
 
-function preflight(o) {
-  if (o.build) {
-    log('building: npx tsc -p tsconfig.json');
-    const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('build failed');
+/**
+ * A private, runnable copy of the package (bin/, dist/, schemas/, package.json; node_modules linked), so that
+ * a rebuild of the shared dist/ during a long run (npm test, another checkout user) cannot change or break
+ * the CLI half-way. With --build, dist/ is compiled from src/ straight into the snapshot (the shared dist/
+ * is left alone). The snapshot must answer `--version` before the bench starts.
+ */
+function snapshotPackage(o, into) {
+  const snap = path.join(into, 'lazylabel');
+  fs.mkdirSync(snap, { recursive: true });
+  fs.symlinkSync(path.join(root, 'node_modules'), path.join(snap, 'node_modules'), 'dir');
+  if (o.buildHead) {
+    // the committed code only: git archive HEAD, compiled in the snapshot
+    log('building HEAD: git archive HEAD | tar -x, npx tsc -p tsconfig.json (in a private folder)');
+    const tar = spawnSync('sh', ['-c', `git archive HEAD bin schemas src package.json tsconfig.json | tar -x -C '${snap}'`], { cwd: root, stdio: 'inherit' });
+    if (tar.status !== 0) throw new Error('git archive HEAD failed');
+    const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: snap, stdio: 'inherit' });
+    if (r.status !== 0) log('note: tsc reported errors (files were still emitted)');
+    const bin = path.join(snap, 'bin', 'lazylabel.js');
+    const ok = spawnSync(process.execPath, [bin, 'check', '--help'], { encoding: 'utf8' });
+    if (ok.status !== 0) throw new Error(`HEAD's CLI does not start:\n${ok.stderr.slice(-800)}`);
+    return bin;
   }
-  const main = path.join(root, 'dist', 'cli', 'main.js');
-  if (!fs.existsSync(main)) throw new Error('dist/ is missing: build first (npx tsc -p tsconfig.json, or pass --build)');
-  if (newest(path.join(root, 'src')) > fs.statSync(main).mtimeMs) log('note: src/ has changes newer than dist/cli/main.js; the bench runs dist/ (pass --build to rebuild first)');
+  for (const p of ['bin', 'schemas', 'package.json']) fs.cpSync(path.join(root, p), path.join(snap, p), { recursive: true });
+  if (o.build) {
+    log('building: npx tsc -p tsconfig.json --outDir <snapshot>/dist');
+    const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.json', '--outDir', path.join(snap, 'dist')], { cwd: root, stdio: 'inherit' });
+    if (r.status !== 0) log('note: tsc reported errors (files were still emitted)');
+  } else {
+    const main = path.join(root, 'dist', 'cli', 'main.js');
+    if (!fs.existsSync(main)) throw new Error('dist/ is missing: build first (npx tsc -p tsconfig.json), or pass --build');
+    if (newest(path.join(root, 'src')) > fs.statSync(main).mtimeMs) log('note: src/ has changes newer than dist/; the bench runs dist/ as it is (pass --build to compile src/ into a private copy)');
+    fs.cpSync(path.join(root, 'dist'), path.join(snap, 'dist'), { recursive: true });
+  }
+  const bin = path.join(snap, 'bin', 'lazylabel.js');
+  for (let attempt = 0; ; attempt++) {
+    const r = spawnSync(process.execPath, [bin, 'check', '--help'], { encoding: 'utf8' });
+    if (r.status === 0) break;
+    if (attempt >= 2 || o.build) throw new Error(`the CLI in dist/ does not start (is a build half-way?):\n${r.stderr.slice(-800)}`);
+    log('dist/ does not start (a build may be under way); copying it again in 10 s');
+    spawnSync('sleep', ['10']);
+    fs.rmSync(path.join(snap, 'dist'), { recursive: true, force: true });
+    fs.cpSync(path.join(root, 'dist'), path.join(snap, 'dist'), { recursive: true });
+  }
+  return bin;
 }
 
 // ---------------------------------------------------------------- data
@@ -141,7 +179,7 @@ async function prepareData(o, dataRoot, shape, py) {
   const sets = [];
   for (const layout of ['contiguous', 'chunked']) {
     const dir = path.join(base, `h5wasm-${layout}`);
-    log(`data: ${fmtShape(shape)} ${LAYOUT_NAME[layout]} written by h5wasm (H5Sink${layout === 'contiguous' ? '-style slab writes' : ''}) -> ${dir}`);
+    log(`data: ${fmtShape(shape)} ${LAYOUT_NAME[layout]} written by h5wasm (${layout === 'contiguous' ? 'fixed-size dataset, write_slice per slab' : 'H5Sink + SlabWriter'}) -> ${dir}`);
     const g = await ensure(dir, { shape, seed: o.seed, layout, writer: 'h5wasm' }, async () => ({
       main: await generateMain(dir, shape, o.seed, LAYOUTS[layout]),
       prios: await generatePrios(path.join(dir, 'prios'), o.seed, LAYOUTS[layout]),
@@ -420,7 +458,16 @@ async function runBig(o, dataRoot, outDir, method, py, rows) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  preflight(o);
+  const snapRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-bench-cli-'));
+  try {
+    BIN = snapshotPackage(o, snapRoot);
+    await bench(o);
+  } finally {
+    fs.rmSync(snapRoot, { recursive: true, force: true });
+  }
+}
+
+async function bench(o) {
   const py = o.ref ? pythonFacts() : null;
   if (o.ref && !py) {
     log(`note: ${PYTHON} cannot import h5py and numpy (Debian: apt-get install python3-h5py python3-numpy); running without the reference`);
@@ -429,6 +476,8 @@ async function main() {
   const method = rssMethod();
   if (method !== 'gnu-time') log('note: /usr/bin/time not found (Debian package `time`); peak RSS comes from an in-process probe');
   const machine = machineFacts(py, method);
+  const loadBefore = os.loadavg();
+  if (loadBefore[0] > 0.5 * machine.cores) log(`note: 1-minute load average ${loadBefore[0].toFixed(2)} on ${machine.cores} cores: other processes are running, timings will be noisy (ours and the reference alternate, so ratios suffer less)`);
   log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}${py ? `, h5py ${py.h5py}, numpy ${py.numpy}, HDF5 ${py.hdf5}` : ''}`);
 
   const tmpRoot = o.data ? null : fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-bench-'));
@@ -469,8 +518,10 @@ async function main() {
     const result = {
       date: started.toISOString(),
       machine,
+      cli: o.buildHead ? `HEAD ${machine.commit} compiled into a private snapshot (--build-head)` : o.build ? 'working-tree src/ compiled into a private snapshot (--build)' : `snapshot of dist/ (dist/cli/main.js built ${new Date(fs.statSync(path.join(root, 'dist', 'cli', 'main.js')).mtimeMs).toISOString()})`,
       options: { quick: o.quick, repeat: o.repeat, warmup: o.warmup, only: o.only, seed: o.seed, reference: o.ref, big: o.big, bigOnly: o.bigOnly },
       volume: o.bigOnly ? null : { shape, dtype: 'int16', nLab: N_LAB, labelBytes: shape[0] * shape[1] * shape[2] * 2 },
+      loadAverage: { before: loadBefore, after: os.loadavg() },
       generation: sets.map((s) => ({ layout: s.layout, ...s.gen })),
       rows,
       ...(big ? { big } : {}),

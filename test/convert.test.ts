@@ -191,8 +191,9 @@ describe('convert modes on h5py fixtures', () => {
     expect(report.manifestUpdated).toBe(false);
     const attrs = await attrsOf(target, 'lab');
     // the class volume's attributes win over the mask's
-    expect(Array.from(attrs.resolution as number[])).toEqual([10, 10, 25]);
-    expect(Array.from(attrs.offset as number[])).toEqual([0, 4, 8]);
+    expect(attrs.resolution).toBeInstanceOf(Float64Array); // stored types survive the copy
+    expect(Array.from(attrs.resolution as Float64Array)).toEqual([10, 10, 25]);
+    expect(Array.from(attrs.offset as BigInt64Array, Number)).toEqual([0, 4, 8]);
     expect(attrs.source).toBe('manual');
     const prov = JSON.parse(attrs.lazylabel as string) as { command: string[]; version: string; inputs: { file: string; dataset: string }[] };
     expect(prov.version).toBe(VERSION);
@@ -236,7 +237,7 @@ describe('convert modes on h5py fixtures', () => {
     expect(report.check.raw).toBe(fx('raw_4d.h5'));
     expect(report.check.stats?.rawShape).toEqual([2, 6, 7, 5]);
     expect(report.check.status).toBe('ok');
-    expect(Array.from((await attrsOf(target, 'lab')).resolution as number[])).toEqual([10, 10, 30]);
+    expect(Array.from((await attrsOf(target, 'lab')).resolution as BigInt64Array, Number)).toEqual([10, 10, 30]);
   });
 
   it('--like on a plain 3-D raw keeps its shape', async () => {

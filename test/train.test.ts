@@ -169,3 +169,30 @@ describe('predict', () => {
     await expect(predict({ model: out, raw: path.join(demo.out, 'wide.h5'), out: u8, backend: 'wasm' })).rejects.toThrow(/already exists/);
   });
 });
+
+describe('2D cubes', () => {
+  it('a 2D U-Net trains on (x, y) cubes with a lazy cube, and predicts a 2D volume', async () => {
+    const dir = tmpDir('lazylabel-2d-');
+    const cubes: object[] = [];
+    for (let i = 0; i < 4; i++) {
+      const c = synthCube({ shape: [1, 64, 64], mitochondria: 3, vesicleClouds: i === 3 ? 0 : 3, nuclei: i === 3 ? 1 : 0, seed: 40 + i });
+      const sink = await H5Sink.create(path.join(dir, `c${i}.h5`));
+      sink.createDataset('raw', { shape: [64, 64], dtype: 'uint8' }).write(c.raw);
+      // cube 3 (a nucleus, no vesicle clouds) is lazy: all -1 with "vesicle cloud not present"
+      const lazy = i === 3;
+      sink.createDataset('lab', { shape: [64, 64], dtype: 'int16' }).write(lazy ? new Int16Array(64 * 64).fill(-1) : c.labels);
+      if (lazy) sink.writeSmall('info', [2, 3], 'int8', Int8Array.from([1, 1, 0, 0, 0, 1]));
+      sink.close();
+      cubes.push({ name: `c${i}`, raw: `c${i}.h5`, label: `c${i}.h5`, ...(i === 2 ? { valid: true } : {}) });
+    }
+    const manifest = path.join(dir, 'd2.json');
+    fs.writeFileSync(manifest, JSON.stringify({ n_lab: 3, lazy_labels: true, cubes }));
+    const r = await train({ manifest, out: path.join(dir, 'run'), patch: [32, 32], batch: 4, steps: 40, depth: 2, baseFilters: 8, backend: 'wasm', seed: 1, lr: 3e-3, validEvery: 20 });
+    expect(r.ok).toBe(true);
+    expect(r.meanLossEnd!).toBeLessThan(r.meanLossStart!);
+    expect(r.validation?.batches).toBeGreaterThan(0);
+    const p = await predict({ model: path.join(dir, 'run'), raw: path.join(dir, 'c2.h5'), out: path.join(dir, 'p.h5'), backend: 'wasm' });
+    expect(p.shape).toEqual([64, 64]);
+    expect(p.classCounts.reduce((a, b) => a + b, 0)).toBe(64 * 64);
+  });
+});

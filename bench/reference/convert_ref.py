@@ -6,7 +6,8 @@
 
 labels = where(mask > 0, classes, -1) as int16, streamed in chunk-aligned slabs and written chunked + gzip
 (same chunk shape and level as lazylabel unless told otherwise), with `info` (2, n_lab) int8: row 0 = the
-classes that occur, row 1 = 0. Refuses (exit 1, nothing written) when mapped values are out of range or
+classes that occur, row 1 = 0. Inputs are read through an HDF5 chunk cache that holds one layer of
+their chunks (h5py's rdcc_nbytes), so output slabs thinner than the input chunks do not re-inflate them. Refuses (exit 1, nothing written) when mapped values are out of range or
 non-integral, or nothing is labelled. Written to a temporary sibling and renamed, like lazylabel. Prints
 JSON with the counts. Unlike lazylabel it does not re-read the written file to check it.
 """
@@ -48,8 +49,18 @@ def main():
     a = p.parse_args()
     mpath, mkey = split_ref(a.mask, 'mask')
     cpath, ckey = split_ref(a.classes, 'lab')
-    fm = h5py.File(mpath, 'r')
-    fc = fm if os.path.abspath(cpath) == os.path.abspath(mpath) else h5py.File(cpath, 'r')
+    # Output slabs follow the output chunks (a few rows when a row is large), which can cut the inputs'
+    # chunks; a chunk cache that holds one layer of input chunks keeps each of them inflated once.
+    cache = {}
+    for path, key in ((mpath, mkey), (cpath, ckey)):
+        with h5py.File(path, 'r') as f:
+            d = f[key]
+            if d.chunks:
+                layer = d.chunks[0] * math.prod(-(-n // k) * k for n, k in zip(d.shape[1:], d.chunks[1:])) * d.dtype.itemsize
+                cache[path] = max(cache.get(path, 1 << 20), min(layer + (1 << 20), 1 << 30))
+    opts = lambda path: dict(rdcc_nbytes=cache.get(path, 1 << 20), rdcc_nslots=100_003, rdcc_w0=1.0)
+    fm = h5py.File(mpath, 'r', **opts(mpath))
+    fc = fm if os.path.abspath(cpath) == os.path.abspath(mpath) else h5py.File(cpath, 'r', **opts(cpath))
     m, c = fm[mkey], fc[ckey]
     if m.shape != c.shape:
         sys.exit(f'mask {m.shape} and classes {c.shape} differ')
@@ -63,9 +74,8 @@ def main():
     else:
         chunks = default_chunks(shape, 2)
         chunks[0] = min(chunks[0], rows_budget)
-    # slabs of whole output chunk layers, and whole input chunk layers where the inputs are chunked
-    align = math.lcm(chunks[0], m.chunks[0] if m.chunks else 1, c.chunks[0] if c.chunks else 1)
-    rows = max(align, rows_budget - rows_budget % align)
+    # slabs of whole output chunk layers within the budget, as lazylabel does
+    rows = max(chunks[0], rows_budget - rows_budget % chunks[0])
     tally = Tally(a.n_lab, a.tally)
     out_dir = os.path.dirname(os.path.abspath(a.output))
     tmp = os.path.join(out_dir, f'.{os.path.basename(a.output)}.ref-tmp-{os.getpid()}')

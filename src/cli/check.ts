@@ -6,6 +6,7 @@ import { usageError, ExitCode } from '../errors.js';
 import type { CubeRef } from '../ops/scan.js';
 import { findingLine, percent, printJson, printLines, shape, statusText, table, visibleFindings, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
+import { parseShard, shardText } from '../core/shard.js';
 
 interface CheckArgs extends GlobalFlags {
   files: string[];
@@ -16,6 +17,7 @@ interface CheckArgs extends GlobalFlags {
   rawKey: string;
   manifest?: string;
   strict: boolean;
+  shard?: string;
 }
 
 export function builder(y: Argv): Argv<CheckArgs> {
@@ -28,6 +30,7 @@ export function builder(y: Argv): Argv<CheckArgs> {
     .option('raw-key', { type: 'string', default: 'raw', describe: 'raw dataset inside each raw file' })
     .option('manifest', { type: 'string', describe: 'check every cube of a dataset manifest instead' })
     .option('strict', { type: 'boolean', default: false, describe: 'warnings fail the check too' })
+    .option('shard', { type: 'string', describe: 'check only shard i of n (0-based, contiguous blocks of files), e.g. 3/8 in a job array; join the --json reports with lazylabel merge' })
     .example('$0 check cube1.h5 cube2.h5 --n-lab 3', 'check two label files')
     .example('$0 check --manifest dataset.json --json', 'check a training set, JSON report') as unknown as Argv<CheckArgs>;
 }
@@ -68,21 +71,26 @@ export function renderCheck(report: CheckReport, verbose: boolean): string[] {
   }
   const s = report.summary;
   lines.push(`${s.files} file${s.files === 1 ? '' : 's'}: ${s.ok} ok, ${s.warn} warn, ${s.error} error${report.strict ? ' (strict)' : ''} -> ${report.ok ? 'OK' : 'FAILED'}`);
+  if (report.shard) {
+    const sh = report.shard;
+    lines.push(`shard ${shardText(sh)}: files ${sh.start}..${sh.end - 1} of ${sh.total} (0-based)${sh.end === sh.start ? ', none here' : ''}; join the --json reports of all shards with lazylabel merge`);
+  }
   return lines;
 }
 
 export async function handler(args: CheckArgs): Promise<number> {
+  const shard = args.shard !== undefined ? { shard: parseShard(args.shard) } : {};
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'voxels' });
   let report: CheckReport;
   try {
     if (args.manifest) {
       if (args.files.length) throw usageError('give label files or --manifest, not both');
-      report = await checkManifest(args.manifest, { strict: args.strict, slabMB: args.slabMb, onProgress: bar.update, ...(args.nLab ? { nLab: args.nLab } : {}) });
+      report = await checkManifest(args.manifest, { strict: args.strict, slabMB: args.slabMb, onProgress: bar.update, ...(args.nLab ? { nLab: args.nLab } : {}), ...shard });
     } else {
       if (!args.files.length) throw usageError('no label files given', 'pass label files, or --manifest dataset.json');
       if (args.nLab === undefined) throw usageError('--n-lab is required when checking label files', 'e.g. --n-lab 3 for classes 0, 1, 2');
       if (!Number.isInteger(args.nLab) || args.nLab < 1) throw usageError(`--n-lab must be a positive integer, got ${args.nLab}`);
-      report = await checkCubes(refsFromArgs(args), { nLab: args.nLab, strict: args.strict, slabMB: args.slabMb, onProgress: bar.update });
+      report = await checkCubes(refsFromArgs(args), { nLab: args.nLab, strict: args.strict, slabMB: args.slabMb, onProgress: bar.update, ...shard });
     }
   } finally {
     bar.stop();

@@ -5,6 +5,7 @@ import { parseVolumeRef } from '../io/volumeRef.js';
 import { usageError, ExitCode } from '../errors.js';
 import { findingLine, percent, printJson, printLines, shape, statusText, table, visibleFindings, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
+import { parseShard, shardText } from '../core/shard.js';
 
 interface ConvertArgs extends GlobalFlags {
   mask?: string;
@@ -30,6 +31,7 @@ interface ConvertArgs extends GlobalFlags {
   output?: string;
   outKey: string;
   force: boolean;
+  shard?: string;
 }
 
 export function builder(y: Argv): Argv<ConvertArgs> {
@@ -57,6 +59,7 @@ export function builder(y: Argv): Argv<ConvertArgs> {
     .option('output', { alias: 'o', type: 'string', describe: 'label HDF5 file to write' })
     .option('out-key', { type: 'string', default: 'lab', describe: 'label dataset in the output (info goes to info)' })
     .option('force', { type: 'boolean', default: false, describe: 'replace an existing output (never an input)' })
+    .option('shard', { type: 'string', describe: 'convert only shard i of n (0-based, contiguous blocks of chunk rows along axis 0) into OUT.part-i-of-n; lazylabel merge joins the parts into OUT' })
     .example('$0 convert --mask cube.h5:mask --classes cube.h5:lab --n-lab 3 -o cube_lazy.h5', 'classes inside the mask, -1 elsewhere')
     .example('$0 convert --mask mito.h5 --fill-class 1 --n-lab 2 --labeled 1 -o mito_lazy.h5', 'one class inside the mask')
     .example('$0 convert --like raw.h5 --all-ignore --n-lab 3 --not-present 2 -o empty.h5', 'a cube that only says class 2 is absent')
@@ -107,6 +110,7 @@ export function optionsFromArgs(args: ConvertArgs): ConvertOptions {
   if (labeled) opts.labeled = labeled;
   const notPresent = tokens(args.notPresent);
   if (notPresent) opts.notPresent = notPresent;
+  if (args.shard !== undefined) opts.shard = parseShard(args.shard);
   return opts;
 }
 
@@ -130,6 +134,10 @@ export function renderConvert(report: ConvertReport, verbose: boolean): string[]
   if (report.attrsCopied.length) lines.push(`attributes copied: ${report.attrsCopied.join(', ')}`);
   lines.push(`check: ${statusText(report.check.status)}`);
   lines.push(...visibleFindings(report.check.findings, verbose).map((f) => findingLine(f)));
+  if (report.shard) {
+    const sh = report.shard;
+    lines.push(`shard ${shardText(sh)}: rows ${sh.start}..${sh.end} of ${sh.total} along axis 0 (info above is this part's); join all parts with lazylabel merge --convert ... -o OUT`);
+  }
   if (report.manifest) {
     const m = report.manifest;
     lines.push(`manifest ${m.path}: ${m.action} cube '${m.cube}'${m.lazyLabelsEnabled ? '; set lazy_labels to true' : ''}`);

@@ -8,6 +8,8 @@ import * as suggestPrios from './suggestPrios.js';
 import * as train from './train.js';
 import * as predict from './predict.js';
 import * as demo from './demo.js';
+import * as preview from './preview.js';
+import * as report from './report.js';
 import { VERSION } from '../version.js';
 
 interface CommandSpec {
@@ -23,6 +25,8 @@ export const commands: CommandSpec[] = [
   { command: 'suggest-prios [files..]', describe: 'suggest ELEKTRONN cube_prios from label density (lazy cubes drawn less often)', ...suggestPrios },
   { command: 'train', describe: 'train a 2D/3D U-Net with the masked lazy-label loss (GPU, CPU or wasm backend)', ...train },
   { command: 'predict', describe: 'tiled inference with a trained model: per-class probabilities and argmax labels', ...predict },
+  { command: 'preview [target]', describe: 'PNG grid of slices: raw grey, class overlay, ignored voxels hatched, legend with info flags', ...preview },
+  { command: 'report', describe: 'one self-contained HTML page: check findings, cube stats and prios, class balance, previews, training curves', ...report },
   { command: 'demo', describe: 'the whole pipeline on synthetic EM data: lazy labels vs dense only, evaluated', ...demo },
 ];
 
@@ -41,6 +45,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('quiet', { type: 'boolean', default: false, global: true, describe: 'no progress bar' })
     .option('verbose', { type: 'boolean', default: false, global: true, describe: 'show informational findings and internal details' })
     .option('slab-mb', { type: 'number', default: DEFAULT_SLAB_MB, global: true, describe: 'memory budget per slab in MiB (volumes are streamed in slabs of this size)' })
+    .completion('completion', 'print a bash/zsh completion script (lazylabel completion >> ~/.bashrc)')
     .epilog('Exit codes: 0 ok, 1 errors found in the data, 2 usage error, 3 internal error (please report).')
     .wrap(Math.min(110, process.stdout.columns || 100))
     .fail((msg, err) => {

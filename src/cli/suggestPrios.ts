@@ -7,6 +7,7 @@ import type { CubeRef } from '../ops/scan.js';
 import { suggestPrios, type CubePrio, type PriosReport } from '../ops/suggestPrios.js';
 import { findingLine, percent, printJson, printLines, table, visibleFindings, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
+import { parseShard, shardText } from '../core/shard.js';
 
 interface PriosArgs extends GlobalFlags {
   files: string[];
@@ -18,6 +19,7 @@ interface PriosArgs extends GlobalFlags {
   lazyShare?: number;
   format: 'table' | 'elektronn';
   writeManifest: boolean;
+  shard?: string;
 }
 
 const RULE_HELP = [
@@ -48,6 +50,7 @@ export function builder(y: Argv): Argv<PriosArgs> {
     .option('lazy-share', { type: 'number', describe: 'total share of patches drawn from lazy cubes, in [0, 1)' })
     .option('format', { choices: ['table', 'elektronn'] as const, default: 'table' as const, describe: 'table, or a `cube_prios = [...]` line for an ELEKTRONN config' })
     .option('write-manifest', { type: 'boolean', default: false, describe: "store the prios in the manifest's cubes (atomic rewrite, other fields kept)" })
+    .option('shard', { type: 'string', describe: 'score only shard i of n (0-based, contiguous blocks of cubes), e.g. 3/8 in a job array; lazylabel merge of the --json reports computes the prios' })
     .example('$0 suggest-prios --manifest dataset.json', 'prios from label density')
     .example('$0 suggest-prios --manifest dataset.json --lazy-share 0.2 --write-manifest', 'lazy cubes get 20% of patches; store the prios')
     .example('$0 suggest-prios a.h5 b.h5:volumes/lab --n-lab 3 --format elektronn', 'a line to paste into an ELEKTRONN config')
@@ -92,6 +95,10 @@ export function renderPrios(report: PriosReport, verbose: boolean): string[] {
   if (report.lazyShare !== null) lines.push(`lazy cubes get ${percent(report.lazyShare)} of training patches`);
   if (report.cubes.some((c) => c.valid)) lines.push('validation cubes are never trained on: prio 0, not in cube_prios');
   if (report.written) lines.push(`wrote prios to ${report.manifest}`);
+  if (report.shard) {
+    const sh = report.shard;
+    lines.push(`shard ${shardText(sh)}: cubes ${sh.start}..${sh.end - 1} of ${sh.total} (0-based)${sh.end === sh.start ? ', none here' : ''}; prios and shares need every cube: join the --json reports with lazylabel merge`);
+  }
   const failed = report.cubes.filter((c) => c.status === 'error').length;
   lines.push(`${report.cubes.length} cube${report.cubes.length === 1 ? '' : 's'}${failed ? `, ${failed} with errors` : ''} -> ${report.ok ? 'OK' : 'FAILED'}`);
   return lines;
@@ -113,6 +120,8 @@ function printElektronn(report: PriosReport): void {
 export async function handler(args: PriosArgs): Promise<number> {
   if (args.json && args.format !== 'table') throw usageError('--json and --format elektronn both choose the output: pick one');
   if (args.manifest !== undefined && args.files.length) throw usageError('give label files or --manifest, not both');
+  const shard = args.shard !== undefined ? parseShard(args.shard) : undefined;
+  if (shard && args.format === 'elektronn') throw usageError('--format elektronn cannot go with --shard: a shard has no prios yet', 'run the shards with --json, then lazylabel merge them');
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'voxels' });
   let report: PriosReport;
   try {
@@ -122,6 +131,7 @@ export async function handler(args: PriosArgs): Promise<number> {
       lazyWeight: args.lazyWeight,
       lazyShare: args.lazyShare ?? null,
       writeManifest: args.writeManifest,
+      ...(shard ? { shard } : {}),
       slabMB: args.slabMb,
       onProgress: bar.update,
     });

@@ -5,11 +5,14 @@ import { Codes, error, statusOf, type Finding, type Status } from '../core/findi
 import { gatherCubeFacts, type CubeRef, type ScanOptions } from './scan.js';
 import { loadManifest } from './manifestFile.js';
 import { isLazyLabelError } from '../errors.js';
+import { jobId, shardItems, type Shard, type ShardInfo } from '../core/shard.js';
 
 export interface CheckOptions extends ScanOptions {
   nLab: number;
   /** Warnings count as failures. */
   strict?: boolean;
+  /** Check only this shard's contiguous block of the files (see core/shard.ts); `lazylabel merge` joins the reports. */
+  shard?: Shard;
 }
 
 export interface FileReport {
@@ -30,6 +33,8 @@ export interface CheckReport {
   manifest?: { path: string; status: Status; findings: Finding[] };
   files: FileReport[];
   summary: { files: number; ok: number; warn: number; error: number };
+  /** Present on a shard's report only: which files of the whole list it covers. */
+  shard?: ShardInfo;
 }
 
 /** Check one cube; a file that cannot be read becomes an error entry, never an exception. */
@@ -51,6 +56,29 @@ export async function checkCube(ref: CubeRef, opts: CheckOptions): Promise<FileR
   return { ...base, status: statusOf(findings), findings, stats };
 }
 
+/** What makes two shards part of one run: the full list of cubes and the options that change a verdict. */
+function checkJob(refs: readonly CubeRef[], opts: CheckOptions, manifestPath?: string): string {
+  const cubes = refs.map((r) => [r.name ?? null, path.resolve(r.label), r.labelKey, r.infoKey, r.raw ? path.resolve(r.raw) : null, r.rawKey ?? null, r.offset ?? null]);
+  return jobId({ command: 'check', manifest: manifestPath ? path.resolve(manifestPath) : null, nLab: opts.nLab, strict: opts.strict ?? false, cubes });
+}
+
+function shardOf(refs: readonly CubeRef[], opts: CheckOptions, manifestPath?: string): { refs: CubeRef[]; info?: ShardInfo } {
+  if (!opts.shard) return { refs: [...refs] };
+  const part = shardItems(refs, opts.shard);
+  return { refs: part.items, info: { ...opts.shard, start: part.start, end: part.end, total: refs.length, job: checkJob(refs, opts, manifestPath) } };
+}
+
+/** The manifest-level finding for lazy cubes under `lazy_labels: false`, or null when there are none. */
+export function lazyDisabledFinding(files: readonly FileReport[]): Finding | null {
+  const lazy = files.filter((f) => f.stats?.lazy && f.stats.info?.source === 'file');
+  if (!lazy.length) return null;
+  return error(Codes.manifestLazyDisabled, `lazy_labels is false but ${lazy.map((f) => f.name).join(', ')} ${lazy.length === 1 ? 'has' : 'have'} lazy 'info' (unlabelled or not-present classes) that training would ignore; set "lazy_labels": true`);
+}
+
+function withShard(report: CheckReport, info: ShardInfo | undefined): CheckReport {
+  return info ? { ...report, shard: info } : report;
+}
+
 function finish(files: FileReport[], opts: CheckOptions, manifest?: CheckReport['manifest']): CheckReport {
   const count = (s: Status): number => files.filter((f) => f.status === s).length;
   const statuses = [...files.map((f) => f.status), ...(manifest ? [manifest.status] : [])];
@@ -68,9 +96,10 @@ function finish(files: FileReport[], opts: CheckOptions, manifest?: CheckReport[
 
 /** Check label files (optionally paired with raw files). */
 export async function checkCubes(refs: CubeRef[], opts: CheckOptions): Promise<CheckReport> {
+  const part = shardOf(refs, opts);
   const files: FileReport[] = [];
-  for (const ref of refs) files.push(await checkCube(ref, opts));
-  return finish(files, opts);
+  for (const ref of part.refs) files.push(await checkCube(ref, opts));
+  return withShard(finish(files, opts), part.info);
 }
 
 /** Check every cube of a manifest, plus the manifest's own rules. */
@@ -81,22 +110,24 @@ export async function checkManifest(manifestPath: string, opts: Omit<CheckOption
   } catch (e) {
     if (!isLazyLabelError(e)) throw e;
     const findings = [error(e.code, e.message)];
-    return finish([], { ...opts, nLab: opts.nLab ?? 0 }, { path: manifestPath, status: 'error', findings });
+    const failed = { ...opts, nLab: opts.nLab ?? 0 };
+    return withShard(finish([], failed, { path: manifestPath, status: 'error', findings }), shardOf([], failed, manifestPath).info);
   }
   const { manifest, findings } = loaded;
   if (!manifest) {
-    return finish([], { ...opts, nLab: opts.nLab ?? 0 }, { path: manifestPath, status: 'error', findings });
+    const failed = { ...opts, nLab: opts.nLab ?? 0 };
+    return withShard(finish([], failed, { path: manifestPath, status: 'error', findings }), shardOf([], failed, manifestPath).info);
   }
   const nLab = manifest.nLab;
+  const part = shardOf(manifest.cubes, { ...opts, nLab }, manifest.path);
   const files: FileReport[] = [];
-  for (const cube of manifest.cubes) {
+  for (const cube of part.refs) {
     files.push(await checkCube({ ...cube }, { ...opts, nLab }));
   }
   if (!manifest.lazyLabels) {
-    const lazy = files.filter((f) => f.stats?.lazy && f.stats.info?.source === 'file');
-    if (lazy.length) {
-      findings.push(error(Codes.manifestLazyDisabled, `lazy_labels is false but ${lazy.map((f) => f.name).join(', ')} ${lazy.length === 1 ? 'has' : 'have'} lazy 'info' (unlabelled or not-present classes) that training would ignore; set "lazy_labels": true`));
-    }
+    // a shard names its own cubes only; merge recomputes this finding over all of them
+    const lazy = lazyDisabledFinding(files);
+    if (lazy) findings.push(lazy);
   }
-  return finish(files, { ...opts, nLab }, { path: manifest.path, status: statusOf(findings), findings });
+  return withShard(finish(files, { ...opts, nLab }, { path: manifest.path, status: statusOf(findings), findings }), part.info);
 }

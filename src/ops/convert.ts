@@ -18,6 +18,8 @@ import { slabBytesPerVoxel, type ScanOptions } from './scan.js';
 import { noProgress } from './progress.js';
 import type { NumericArray } from '../io/dtype.js';
 import { VERSION } from '../version.js';
+import { info as infoFinding } from '../core/findings.js';
+import { jobId, partPath, PART_KEY, shardRows, shardText, type Shard, type ShardInfo } from '../core/shard.js';
 
 export interface VolumeInput {
   file: string;
@@ -59,6 +61,50 @@ export interface ConvertOptions extends ScanOptions {
   force?: boolean;
   /** Recorded in the output's `lazylabel` attribute. */
   commandLine?: string[];
+  /**
+   * Convert only this shard's rows along axis 0 (contiguous blocks of output chunk rows, see
+   * core/shard.ts) into the part file `OUTPUT.part-i-of-n`; `lazylabel merge` streams the parts into
+   * `output` and computes `info` and the global refusals over all of them. The manifest is updated by merge.
+   */
+  shard?: Shard;
+}
+
+/** What a convert part file records (JSON in the `meta` attribute of its PART_KEY dataset). */
+export interface ConvertPartMeta {
+  kind: 'convert';
+  version: string;
+  /** Rows [start, end) of axis 0 in this part; total = rows of the whole output. */
+  shard: ShardInfo;
+  /** The final output the shards were given (-o). */
+  output: string;
+  outKey: string;
+  /** Shape and chunks of the whole output. */
+  shape: number[];
+  chunks: number[];
+  /** How many slabs an unsharded run streams the whole output in (the merged report's `slabs`). */
+  slabs: number;
+  mode: ConvertMode;
+  nLab: number;
+  classNames?: string[];
+  labeled: number[] | null;
+  notPresent: number[];
+  allowEmpty: boolean;
+  /** What this part's rows mapped to. */
+  tally: ConvertTallyResult;
+  /** For refusal messages: the volume the labels come from and how to say where. */
+  primary: VolumeInput;
+  where: string | null;
+  inputs: ConvertInputReport[];
+  attrsCopied: string[];
+  /** The `lazylabel` provenance attribute an unsharded run writes. */
+  provenance: Record<string, unknown>;
+  /** Manifest update that merge performs (convert --manifest M --cube-name C). */
+  manifest: string | null;
+  cubeName: string | null;
+  /** Raw volume written to the manifest entry, and the one the output is re-checked against (with the existing entry's offset). */
+  manifestRaw: VolumeInput | null;
+  checkRaw: VolumeInput | null;
+  offset: number[] | null;
 }
 
 export interface ConvertInputReport {
@@ -93,9 +139,11 @@ export interface ConvertReport {
   check: FileReport;
   manifestUpdated: boolean;
   manifest?: { path: string; cube: string; action: 'added' | 'updated'; lazyLabelsEnabled: boolean };
+  /** Present on a shard's report only: the rows of axis 0 its part file holds (`output` is the part). */
+  shard?: ShardInfo;
 }
 
-const INFO_KEY = 'info';
+export const INFO_KEY = 'info';
 /** int16 holds class ids up to 32767. */
 const MAX_N_LAB = 32768;
 
@@ -202,7 +250,7 @@ function makePlan(o: ConvertOptions): Plan {
 }
 
 /** The manifest JSON with this cube's entry added or replaced; paths relative to the manifest folder. */
-function manifestWithCube(m: Manifest, cubeName: string, output: string, outKey: string, raw: VolumeInput | undefined, enableLazy: boolean): { json: Record<string, unknown>; action: 'added' | 'updated'; lazyLabelsEnabled: boolean } {
+export function manifestWithCube(m: Manifest, cubeName: string, output: string, outKey: string, raw: VolumeInput | undefined, enableLazy: boolean): { json: Record<string, unknown>; action: 'added' | 'updated'; lazyLabelsEnabled: boolean } {
   const rel = (p: string): string => path.relative(path.dirname(m.path), path.resolve(p)) || '.';
   const json = structuredClone(m.json);
   const cubes = json.cubes as Record<string, unknown>[];
@@ -226,7 +274,7 @@ function manifestWithCube(m: Manifest, cubeName: string, output: string, outKey:
 }
 
 /** Refuse a manifest update that would make the manifest invalid (e.g. the label file already listed under another name). */
-function assertManifestUpdatable(m: Manifest, json: Record<string, unknown>): void {
+export function assertManifestUpdatable(m: Manifest, json: Record<string, unknown>): void {
   const { manifest, findings } = parseManifest(json, m.path);
   const errors = findings.filter((f) => f.severity === 'error');
   if (!manifest || errors.length) {
@@ -335,15 +383,19 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     force: o.force ?? false,
     inputs: [o.mask?.file, o.classes?.file, o.like?.file, raw?.file, o.manifest].filter((f): f is string => f !== undefined),
   };
+  // a shard writes its own part next to the output; merge writes the output
+  const shard = o.shard;
+  const target = shard ? partPath(o.output, shard) : o.output;
+  if (shard && plan.outKey === PART_KEY) throw usageError(`--out-key cannot be '${PART_KEY}' with --shard: part files keep their metadata there`);
   // cheap usage checks on the output first, so a wrong -o fails before any volume is read
-  checkOutputPath(o.output, guard);
+  checkOutputPath(target, guard);
   let updatedManifest: ReturnType<typeof manifestWithCube> | undefined;
   if (plan.manifest && o.cubeName !== undefined) {
     assertManifestUpdatable(plan.manifest, manifestWithCube(plan.manifest, o.cubeName, o.output, plan.outKey, plan.raw, true).json);
   }
 
   const sources = new Map<string, H5Source>();
-  let written: { shape: number[]; chunks: number[]; slabCount: number; tally: ConvertTallyResult; info: ConvertInfo; attrsCopied: string[]; inputs: ConvertInputReport[] };
+  let written: { shape: number[]; chunks: number[]; slabCount: number; tally: ConvertTallyResult; info: ConvertInfo; attrsCopied: string[]; inputs: ConvertInputReport[]; partShape: number[]; shardInfo?: ShardInfo };
   try {
     const wanted: { ref: VolumeInput; role: ConvertInputReport['role'] }[] = [];
     if (o.mask) wanted.push({ ref: o.mask, role: 'mask' });
@@ -373,15 +425,20 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     const classes = inputs.get('classes');
     const primary = classes ?? mask ?? inputs.get('like')!;
     const className = (c: number): string => (plan.classNames?.[c] ? `${c} (${plan.classNames[c]})` : String(c));
+    // the rows this run writes: all of them, or the shard's block of whole chunk rows
+    const rows = shard ? shardRows(shape[0]!, shard, chunks[0]!) : { start: 0, end: shape[0]! };
+    const partShape = [rows.end - rows.start, ...shape.slice(1)];
+    const partTotal = partShape.reduce((a, b) => a * b, 1);
 
-    written = await writeAtomically(o.output, guard, async (tmp) => {
+    written = await writeAtomically(target, guard, async (tmp) => {
       const sink = await H5Sink.create(tmp);
       try {
-        const writer = sink.createDataset(plan.outKey, { shape, dtype: 'int16', chunks, gzip: 4 });
+        // an empty shard (more shards than chunk rows) writes no label dataset, only its metadata
+        const writer = partShape[0]! > 0 ? sink.createDataset(plan.outKey, { shape: partShape, dtype: 'int16', chunks, gzip: 4 }) : null;
         const tally = new ConvertTally(plan.nLab);
         let slabCount = 0;
-        for (const slab of slabs(shape, bytesPerVoxel, slabMB, chunks[0])) {
-          const read = (i: OpenInput): NumericArray => i.src.readSlab(i.ref.key, slab.start, slab.end);
+        for (const slab of slabs(partShape, bytesPerVoxel, slabMB, chunks[0])) {
+          const read = (i: OpenInput): NumericArray => i.src.readSlab(i.ref.key, rows.start + slab.start, rows.start + slab.end);
           let out: Int16Array;
           switch (plan.mode) {
             case 'mask-classes':
@@ -398,29 +455,56 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
               out = mapMarkerValue(read(classes!), plan.marker!, plan.shift, tally);
               break;
           }
-          writer.write(out);
+          writer!.write(out);
           slabCount = slab.count;
-          onProgress({ label: o.output, done: slab.end * rowVoxels, total });
+          onProgress({ label: target, done: slab.end * rowVoxels, total: partTotal });
         }
         const result = tally.result();
         const info = buildInfo(plan.nLab, result.classCounts, plan.labeled, plan.notPresent);
         const where = plan.mode === 'mask-classes' ? `inside the mask (${refText(classes!.ref)})` : plan.mode === 'all-ignore' ? undefined : `of ${refText(primary.ref)}`;
-        const problems = findContradictions(result, info, { nLab: plan.nLab, allowEmpty: o.allowEmpty ?? false, className, ...(where ? { where } : {}) });
+        // a shard cannot know whether the whole output is empty: merge refuses that
+        const problems = findContradictions(result, info, { nLab: plan.nLab, allowEmpty: shard ? true : (o.allowEmpty ?? false), className, ...(where ? { where } : {}) });
         if (problems.length) {
           // thrown inside the atomic write: the temporary is removed and nothing appears at the output
-          throw new LazyLabelError(`refusing to write ${o.output}: ${problems.map((p) => p.message).join('; ')}`, {
+          throw new LazyLabelError(`refusing to write ${target}: ${problems.map((p) => p.message).join('; ')}`, {
             code: problems[0]!.code, file: primary.ref.file, dataset: primary.ref.key,
           });
         }
-        sink.writeSmall(INFO_KEY, [2, plan.nLab], 'int8', infoMaskToArray({ ...info, source: 'file' }));
         const provenance = {
           command: o.commandLine ?? ['lazylabel', 'convert'],
           version: VERSION,
           mode: plan.mode,
           inputs: opened.concat(rawInput ? [rawInput] : []).map((i) => ({ role: i.role, file: path.resolve(i.ref.file), dataset: i.ref.key })),
         };
-        sink.setAttrs(plan.outKey, { ...attrs, lazylabel: JSON.stringify(provenance) });
-        return { shape, chunks, slabCount, tally: result, info, attrsCopied: Object.keys(attrs), inputs: opened.concat(rawInput ? [rawInput] : []).map(describeInput) };
+        const inputReports = opened.concat(rawInput ? [rawInput] : []).map(describeInput);
+        if (writer) {
+          sink.writeSmall(INFO_KEY, [2, plan.nLab], 'int8', infoMaskToArray({ ...info, source: 'file' }));
+          sink.setAttrs(plan.outKey, { ...attrs, lazylabel: JSON.stringify(provenance) });
+        }
+        let shardInfo: ShardInfo | undefined;
+        if (shard) {
+          shardInfo = {
+            ...shard, start: rows.start, end: rows.end, total: shape[0]!,
+            job: jobId({
+              command: 'convert', mode: plan.mode, inputs: inputReports.map((i) => [i.role, path.resolve(i.file), i.dataset, i.shape, i.dtype]),
+              shape, chunks, outKey: plan.outKey, nLab: plan.nLab, labeled: plan.labeled, notPresent: plan.notPresent, fillClass: plan.fillClass ?? null,
+              marker: plan.marker ?? null, shift: plan.shift, allowEmpty: o.allowEmpty ?? false, output: path.resolve(o.output),
+              manifest: plan.manifest?.path ?? null, cubeName: o.cubeName ?? null,
+            }),
+          };
+          const meta: ConvertPartMeta = {
+            kind: 'convert', version: VERSION, shard: shardInfo, output: o.output, outKey: plan.outKey, shape, chunks,
+            slabs: [...slabs(shape, bytesPerVoxel, slabMB, chunks[0])].length,
+            mode: plan.mode, nLab: plan.nLab, ...(plan.classNames ? { classNames: plan.classNames } : {}),
+            labeled: plan.labeled, notPresent: plan.notPresent, allowEmpty: o.allowEmpty ?? false, tally: result,
+            primary: primary.ref, where: where ?? null, inputs: inputReports, attrsCopied: Object.keys(attrs), provenance,
+            manifest: plan.manifest?.path ?? null, cubeName: o.cubeName ?? null,
+            manifestRaw: plan.raw ?? null, checkRaw: raw ?? null, offset: existingCube?.offset ?? null,
+          };
+          sink.writeSmall(PART_KEY, [1], 'uint8', Uint8Array.of(1));
+          sink.setAttrs(PART_KEY, { meta: JSON.stringify(meta) });
+        }
+        return { shape, chunks, slabCount, tally: result, info, attrsCopied: Object.keys(attrs), inputs: inputReports, partShape, ...(shardInfo ? { shardInfo } : {}) };
       } finally {
         sink.close();
       }
@@ -429,6 +513,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     for (const src of sources.values()) src.close();
   }
 
+  if (shard) return shardReport(o, plan, target, written);
   const cubeName = o.cubeName ?? path.basename(o.output).replace(/\.(h5|hdf5|hdf)$/i, '');
   const check = await checkCube(
     { name: cubeName, label: o.output, labelKey: plan.outKey, infoKey: INFO_KEY, ...(raw ? { raw: raw.file, rawKey: raw.key } : {}), ...(existingCube?.offset ? { offset: existingCube.offset } : {}) },
@@ -460,5 +545,40 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     check,
     manifestUpdated: updatedManifest !== undefined,
     ...(updatedManifest ? { manifest: { path: plan.manifest!.path, cube: o.cubeName!, action: updatedManifest.action, lazyLabelsEnabled: updatedManifest.lazyLabelsEnabled } } : {}),
+  };
+}
+
+/** The report of one shard: its part file, re-checked on its own (no raw: the part is a block of rows); no manifest update. */
+async function shardReport(
+  o: ConvertOptions, plan: Plan, target: string,
+  written: { shape: number[]; chunks: number[]; slabCount: number; tally: ConvertTallyResult; info: ConvertInfo; attrsCopied: string[]; inputs: ConvertInputReport[]; partShape: number[]; shardInfo?: ShardInfo },
+): Promise<ConvertReport> {
+  const sh = written.shardInfo!;
+  const check: FileReport = written.partShape[0]! > 0
+    ? await checkCube({ name: path.basename(target), label: target, labelKey: plan.outKey, infoKey: INFO_KEY }, { nLab: plan.nLab, slabMB: o.slabMB, onProgress: o.onProgress })
+    : {
+      name: path.basename(target), path: target, dataset: plan.outKey, status: 'ok', stats: null,
+      findings: [infoFinding('shard-empty', `shard ${shardText(sh)} owns no rows of the ${sh.total}-row output (more shards than chunk rows): its part holds only metadata`)],
+    };
+  const { tally, info } = written;
+  return {
+    command: 'convert',
+    ok: check.status !== 'error',
+    output: { path: target, dataset: plan.outKey, infoDataset: INFO_KEY, shape: written.partShape, dtype: 'int16', chunks: written.chunks, compression: 'gzip' },
+    mode: plan.mode,
+    inputs: written.inputs,
+    nLab: plan.nLab,
+    ...(plan.classNames ? { classNames: plan.classNames } : {}),
+    info: { labeled: info.labeled.map(Number), notPresent: info.notPresent.map(Number) },
+    labeledFrom: info.labeledFrom,
+    classCounts: tally.classCounts,
+    ignored: tally.ignored,
+    voxels: tally.voxels,
+    ignoredFraction: tally.voxels > 0 ? tally.ignored / tally.voxels : 0,
+    slabs: written.slabCount,
+    attrsCopied: written.attrsCopied,
+    check,
+    manifestUpdated: false,
+    shard: sh,
   };
 }

@@ -8,6 +8,7 @@ import { applyLazyShare, checkLazyShare, checkLazyWeight, cubeInformation, DEFAU
 import { isLazyLabelError, usageError } from '../errors.js';
 import { writeTextAtomically } from '../io/atomic.js';
 import { requireManifest } from './manifestFile.js';
+import { jobId, shardItems, type Shard, type ShardInfo } from '../core/shard.js';
 import { gatherCubeFacts, type CubeRef, type ScanOptions } from './scan.js';
 
 export interface SuggestPriosOptions extends ScanOptions {
@@ -22,6 +23,11 @@ export interface SuggestPriosOptions extends ScanOptions {
   lazyShare?: number | null;
   /** Store the prios in the manifest's cubes (atomic rewrite; needs `manifest` and no errors). */
   writeManifest?: boolean;
+  /**
+   * Score only this shard's contiguous block of the cubes (see core/shard.ts). Prios and shares need
+   * every cube, so a shard report leaves them null; `lazylabel merge` computes them over all cubes.
+   */
+  shard?: Shard;
 }
 
 export interface CubePrio {
@@ -65,6 +71,8 @@ export interface PriosReport {
   findings: Finding[];
   /** Whether --write-manifest rewrote the manifest. */
   written: boolean;
+  /** Present on a shard's report only: which cubes of the whole list it scored. */
+  shard?: ShardInfo;
 }
 
 interface Target {
@@ -131,6 +139,7 @@ function validateOptions(o: SuggestPriosOptions): { lazyWeight: number; lazyShar
   if (o.writeManifest && o.manifest === undefined) throw usageError('--write-manifest needs --manifest', 'prios can only be stored in a manifest; use --format elektronn for label files');
   if (o.nLab !== undefined && (!Number.isInteger(o.nLab) || o.nLab < 1)) throw usageError(`--n-lab must be a positive integer, got ${o.nLab}`);
   if (o.manifest === undefined && o.nLab === undefined) throw usageError('--n-lab is required with label files', 'e.g. --n-lab 3 for classes 0, 1, 2');
+  if (o.shard && o.writeManifest) throw usageError('--write-manifest cannot go with --shard: a shard sees only some cubes', 'run the shards without it, then: lazylabel merge shard reports... --write-manifest');
   return { lazyWeight, lazyShare };
 }
 
@@ -164,9 +173,51 @@ export async function suggestPrios(options: SuggestPriosOptions): Promise<PriosR
     ? targetsFromManifest(manifest)
     : options.cubes!.map((ref) => ({ ref: { ...ref, name: ref.name ?? path.basename(ref.label) }, valid: false }));
 
+  if (options.shard) {
+    const part = shardItems(targets, options.shard);
+    const job = jobId({
+      command: 'suggest-prios', manifest: manifest?.path ?? null, nLab, lazyWeight, lazyShare,
+      cubes: targets.map((t) => [t.ref.name, path.resolve(t.ref.label), t.ref.labelKey, t.ref.infoKey, t.valid]),
+    });
+    const cubes: CubePrio[] = [];
+    for (const t of part.items) cubes.push(await scoreCube(t, nLab, lazyWeight, manifest, options));
+    return {
+      command: 'suggest-prios',
+      ok: !cubes.some((c) => c.findings.some((f) => f.severity === 'error')),
+      nLab,
+      manifest: manifest?.path ?? null,
+      rule: { lazyWeight, lazyShare, text: ruleText(lazyWeight, lazyShare) },
+      cubes,
+      // prios, shares and dataset-level findings need every cube: merge computes them
+      cubePrios: null,
+      lazyShare: null,
+      findings: [],
+      written: false,
+      shard: { ...options.shard, start: part.start, end: part.end, total: targets.length, job },
+    };
+  }
+
   const cubes: CubePrio[] = [];
   for (const t of targets) cubes.push(await scoreCube(t, nLab, lazyWeight, manifest, options));
+  return finishPrios(cubes, { nLab, manifestPath: manifest?.path ?? null, lazyWeight, lazyShare, write: options.writeManifest ? manifest : null });
+}
 
+export interface FinishPriosContext {
+  nLab: number;
+  manifestPath: string | null;
+  lazyWeight: number;
+  lazyShare: number | null;
+  /** Store the prios in this manifest when every cube is fine (--write-manifest). */
+  write: Manifest | null;
+}
+
+/**
+ * The dataset-level half of suggest-prios, from scored cubes (prio and share still null): lazy-share
+ * rescaling, shares over all training cubes, dataset findings, the manifest rewrite. `merge` runs it
+ * on the cubes of all shards, so a merged report is the unsharded one.
+ */
+export async function finishPrios(cubes: CubePrio[], ctx: FinishPriosContext): Promise<PriosReport> {
+  const { nLab, lazyWeight, lazyShare } = ctx;
   // prios among the training cubes that could be scored; valid cubes are never drawn
   const train = cubes.filter((c) => !c.valid);
   const scored = train.filter((c) => c.information !== null);
@@ -202,7 +253,8 @@ export async function suggestPrios(options: SuggestPriosOptions): Promise<PriosR
   const ok = ![...findings, ...cubes.flatMap((c) => c.findings)].some((f) => f.severity === 'error');
 
   let written = false;
-  if (options.writeManifest && manifest) {
+  const manifest = ctx.write;
+  if (manifest) {
     if (ok) {
       await writePrios(manifest, cubes);
       written = true;
@@ -214,7 +266,7 @@ export async function suggestPrios(options: SuggestPriosOptions): Promise<PriosR
     command: 'suggest-prios',
     ok,
     nLab,
-    manifest: manifest?.path ?? null,
+    manifest: ctx.manifestPath,
     rule: { lazyWeight, lazyShare, text: ruleText(lazyWeight, lazyShare) },
     cubes,
     cubePrios: complete ? train.map((c) => c.prio!) : null,
