@@ -157,13 +157,20 @@ function snapshotPackage(o, into) {
 async function ensure(dir, stamp, make) {
   const file = path.join(dir, '.bench-stamp.json');
   const want = JSON.stringify({ ...stamp, version: GENERATOR_VERSION });
-  if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') === want) return { reused: true };
+  const genFile = path.join(dir, '.bench-generation.json');
+  if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') === want) {
+    // what the first generation measured, kept beside the data
+    const saved = fs.existsSync(genFile) ? JSON.parse(fs.readFileSync(genFile, 'utf8')) : {};
+    return { ...saved, reused: true };
+  }
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   const t0 = performance.now();
   const info = await make();
+  const result = { reused: false, seconds: (performance.now() - t0) / 1000, ...info };
+  fs.writeFileSync(genFile, JSON.stringify(result));
   fs.writeFileSync(file, want);
-  return { reused: false, seconds: (performance.now() - t0) / 1000, ...info };
+  return result;
 }
 
 function rewriteWithH5py(src, dst, layout) {
@@ -184,7 +191,7 @@ async function prepareData(o, dataRoot, shape, py) {
       main: await generateMain(dir, shape, o.seed, LAYOUTS[layout]),
       prios: await generatePrios(path.join(dir, 'prios'), o.seed, LAYOUTS[layout]),
     }));
-    log(g.reused ? '  reused' : `  generated in ${g.seconds.toFixed(1)} s`);
+    log(g.reused ? `  reused${g.seconds ? ` (generated in ${g.seconds.toFixed(1)} s)` : ''}` : `  generated in ${g.seconds.toFixed(1)} s`);
     sets.push({ dir, layout: `${LAYOUT_NAME[layout]}/h5wasm`, gen: g });
   }
   if (py) {
@@ -193,7 +200,7 @@ async function prepareData(o, dataRoot, shape, py) {
       const dir = path.join(base, `h5py-${layout}`);
       log(`data: same volumes rewritten by h5py as ${LAYOUT_NAME[layout]} -> ${dir}`);
       const g = await ensure(dir, { shape, seed: o.seed, layout, writer: 'h5py' }, async () => rewriteWithH5py(src, dir, layout));
-      log(g.reused ? '  reused' : `  written in ${g.seconds.toFixed(1)} s`);
+      log(g.reused ? `  reused${g.seconds ? ` (written in ${g.seconds.toFixed(1)} s)` : ''}` : `  written in ${g.seconds.toFixed(1)} s`);
       sets.push({ dir, layout: `${LAYOUT_NAME[layout]}/h5py`, gen: g });
     }
   }
@@ -318,7 +325,7 @@ async function timeCase(kind, set, outDir, o, method, extra = {}) {
       const json = parseJson(tool === 'ours' ? 'lazylabel' : path.basename(argv[1]), argv, r);
       first[tool] ??= json;
       fps[tool].add(tool === 'ours' ? fingerprint[kind](json) : refFingerprint[kind](json));
-      if (i >= warmup) series[tool].push({ seconds: r.seconds, rssMiB: r.rssMiB });
+      if (i >= warmup) series[tool].push({ seconds: r.seconds, cpuSeconds: r.cpuSeconds, rssMiB: r.rssMiB });
     }
   }
   const problems = [];
@@ -336,6 +343,8 @@ async function timeCase(kind, set, outDir, o, method, extra = {}) {
   return { series, problems, outputsEqual, oursReport: first.ours };
 }
 
+const cpuRatio = (ours, ref) => (ref && ours.medianCpuSeconds != null && ref.medianCpuSeconds ? ours.medianCpuSeconds / ref.medianCpuSeconds : null);
+
 function summarize(s) {
   if (!s.length) return null;
   return {
@@ -343,6 +352,7 @@ function summarize(s) {
     minSeconds: Math.min(...s.map((x) => x.seconds)),
     maxSeconds: Math.max(...s.map((x) => x.seconds)),
     seconds: s.map((x) => +x.seconds.toFixed(4)),
+    medianCpuSeconds: s.every((x) => x.cpuSeconds !== null) ? median(s.map((x) => x.cpuSeconds)) : null,
     peakRssMiB: s.every((x) => x.rssMiB !== null) ? Math.max(...s.map((x) => x.rssMiB)) : null,
   };
 }
@@ -350,22 +360,23 @@ function summarize(s) {
 // ---------------------------------------------------------------- table
 
 function table(rows) {
-  const header = ['case', 'layout', 'tool', 'median s', 'MB/s', 'peak RSS MiB', 'ours/ref', 'agree'];
+  const header = ['case', 'layout', 'tool', 'median s', 'MB/s', 'peak RSS MiB', 'ours/ref', 'CPU s', 'CPU ours/ref', 'agree'];
   const cells = rows.map((r) => [
-    r.case, r.layout, r.tool, r.medianSeconds.toFixed(3), r.mbPerSecond.toFixed(0), r.peakRssMiB === null ? '-' : r.peakRssMiB.toFixed(0),
-    r.ratio === null || r.ratio === undefined ? '' : r.ratio.toFixed(2), r.agree === null ? '' : r.agree ? '✓' : 'FAIL',
+    r.case, r.layout, r.tool, r.medianSeconds.toFixed(3), r.mbPerSecond.toFixed(0), r.peakRssMiB == null ? '-' : r.peakRssMiB.toFixed(0),
+    r.ratio == null ? '' : r.ratio.toFixed(2), r.medianCpuSeconds == null ? '-' : r.medianCpuSeconds.toFixed(2), r.cpuRatio == null ? '' : r.cpuRatio.toFixed(2),
+    r.agree == null ? '' : r.agree ? '✓' : 'FAIL',
   ]);
   const w = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  const num = [false, false, false, true, true, true, true, false];
+  const num = [false, false, false, true, true, true, true, true, true, false];
   const line = (c) => c.map((x, i) => (num[i] ? x.padStart(w[i]) : x.padEnd(w[i]))).join('  ').trimEnd();
   return [line(header), line(w.map((n) => '-'.repeat(n))), ...cells.map(line)].join('\n');
 }
 
 /** Markdown version for bench/README.md. */
 function markdownTable(rows) {
-  const out = ['| case | layout | tool | median s | MB/s | peak RSS MiB | ours/ref | agree |', '| --- | --- | --- | ---: | ---: | ---: | ---: | :---: |'];
+  const out = ['| case | layout | tool | median s | MB/s | peak RSS MiB | ours/ref | CPU s | CPU ours/ref | agree |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | :---: |'];
   for (const r of rows) {
-    out.push(`| ${r.case} | ${r.layout} | ${r.tool} | ${r.medianSeconds.toFixed(3)} | ${r.mbPerSecond.toFixed(0)} | ${r.peakRssMiB === null ? '-' : r.peakRssMiB.toFixed(0)} | ${r.ratio == null ? '' : r.ratio.toFixed(2)} | ${r.agree === null ? '' : r.agree ? '✓' : 'FAIL'} |`);
+    out.push(`| ${r.case} | ${r.layout} | ${r.tool} | ${r.medianSeconds.toFixed(3)} | ${r.mbPerSecond.toFixed(0)} | ${r.peakRssMiB == null ? '-' : r.peakRssMiB.toFixed(0)} | ${r.ratio == null ? '' : r.ratio.toFixed(2)} | ${r.medianCpuSeconds == null ? '-' : r.medianCpuSeconds.toFixed(2)} | ${r.cpuRatio == null ? '' : r.cpuRatio.toFixed(2)} | ${r.agree == null ? '' : r.agree ? '✓' : 'FAIL'} |`);
   }
   return out.join('\n');
 }
@@ -377,7 +388,7 @@ function targetLines(rows) {
   for (const r of rows.filter((x) => x.tool === 'lazylabel')) {
     const t = TARGET[r.case.replace(/ \(big\)$/, '')];
     const parts = [];
-    if (r.ratio != null) parts.push(`ratio ${r.ratio.toFixed(2)} ${r.ratio <= t ? '<=' : '>'} ${t} ${r.ratio <= t ? 'met' : 'MISSED'}`);
+    if (r.ratio != null) parts.push(`ratio ${r.ratio.toFixed(2)} ${r.ratio <= t ? '<=' : '>'} ${t} ${r.ratio <= t ? 'met' : 'MISSED'}${r.cpuRatio != null ? ` (CPU-time ratio ${r.cpuRatio.toFixed(2)})` : ''}`);
     if (r.peakRssMiB != null) parts.push(`RSS ${r.peakRssMiB.toFixed(0)} MiB ${r.peakRssMiB <= 512 ? '<= 512 met' : '> 512 MISSED'}`);
     lines.push(`  ${r.case} ${r.layout}: ${parts.join(', ')}`);
   }
@@ -405,8 +416,8 @@ async function runSuite(o, sets, shape, outDir, method, rows) {
       } else if (ref) log(`  ✓ counts agree${res.outputsEqual ? ', written labels identical' : ''}`);
       const bytes = kind === 'prios' ? prioBytes : labelBytes;
       const common = { case: CASE_NAME[kind], layout: set.layout, shape: kind === 'prios' ? [8, 128, 128, 128] : shape, labelBytes: bytes };
-      rows.push({ ...common, tool: 'lazylabel', ...ours, mbPerSecond: bytes / 1e6 / ours.medianSeconds, ratio: ref ? ours.medianSeconds / ref.medianSeconds : null, agree, ...(res.outputsEqual !== null ? { outputsEqual: res.outputsEqual } : {}) });
-      if (ref) rows.push({ ...common, tool: 'h5py+numpy', ...ref, mbPerSecond: bytes / 1e6 / ref.medianSeconds, ratio: null, agree: null });
+      rows.push({ ...common, tool: 'lazylabel', ...ours, mbPerSecond: bytes / 1e6 / ours.medianSeconds, ratio: ref ? ours.medianSeconds / ref.medianSeconds : null, cpuRatio: cpuRatio(ours, ref), agree, ...(res.outputsEqual !== null ? { outputsEqual: res.outputsEqual } : {}) });
+      if (ref) rows.push({ ...common, tool: 'h5py+numpy', ...ref, mbPerSecond: bytes / 1e6 / ref.medianSeconds, ratio: null, cpuRatio: null, agree: null });
       log(`  lazylabel ${ours.medianSeconds.toFixed(3)} s${ref ? `, reference ${ref.medianSeconds.toFixed(3)} s, ratio ${(ours.medianSeconds / ref.medianSeconds).toFixed(2)}` : ''}${isPy ? ' (h5py-written file)' : ''}`);
     }
   }
@@ -422,7 +433,7 @@ async function runBig(o, dataRoot, outDir, method, py, rows) {
     main: await generateMain(dir, shape, o.seed, LAYOUTS.chunked, { raw: false, log: (s) => process.stderr.write(`\r${s}   `) }),
   }));
   process.stderr.write('\n');
-  log(g.reused ? '  reused' : `  generated in ${g.seconds.toFixed(1)} s (rendering ${g.main.renderSeconds.toFixed(1)} s, the rest is h5wasm gzip + writes)`);
+  log(g.reused && !g.seconds ? '  reused' : `  ${g.reused ? 'reused; ' : ''}generated in ${g.seconds.toFixed(1)} s (rendering ${g.main.renderSeconds.toFixed(1)} s, the rest is h5wasm gzip + writes)`);
   const sizes = Object.fromEntries(fs.readdirSync(dir).filter((f) => f.endsWith('.h5')).map((f) => [f, fs.statSync(path.join(dir, f)).size]));
   const set = { dir, layout: 'chunk64-gz1/h5wasm' };
   const big = { shape, labelBytes: bytes, generation: g, fileBytes: sizes, cases: [] };
@@ -448,22 +459,47 @@ async function runBig(o, dataRoot, outDir, method, py, rows) {
     } else if (ref) log(`  ✓ counts agree${res.outputsEqual ? ', written labels identical' : ''}`);
     const common = { case: `${CASE_NAME[kind]} (big)`, layout: set.layout, shape, labelBytes: bytes };
     const agree = ref ? res.problems.length === 0 : null;
-    rows.push({ ...common, tool: 'lazylabel', ...ours, mbPerSecond: bytes / 1e6 / ours.medianSeconds, ratio: ref ? ours.medianSeconds / ref.medianSeconds : null, agree });
-    if (ref) rows.push({ ...common, tool: 'h5py+numpy', ...ref, mbPerSecond: bytes / 1e6 / ref.medianSeconds, ratio: null, agree: null });
+    rows.push({ ...common, tool: 'lazylabel', ...ours, mbPerSecond: bytes / 1e6 / ours.medianSeconds, ratio: ref ? ours.medianSeconds / ref.medianSeconds : null, cpuRatio: cpuRatio(ours, ref), agree });
+    if (ref) rows.push({ ...common, tool: 'h5py+numpy', ...ref, mbPerSecond: bytes / 1e6 / ref.medianSeconds, ratio: null, cpuRatio: null, agree: null });
     log(`  lazylabel ${ours.medianSeconds.toFixed(1)} s, peak RSS ${ours.peakRssMiB?.toFixed(0)} MiB${ref ? `; reference ${ref.medianSeconds.toFixed(1)} s, ${ref.peakRssMiB?.toFixed(0)} MiB` : ''}`);
     big.cases.push({ case: kind, ours, ref, problems: res.problems });
   }
   return { big, failures };
 }
 
+/** Temporary folders to remove on exit, also when interrupted (Ctrl-C, SIGTERM, a closed pipe). */
+const temporaries = new Set();
+function temporary(prefix, parent = os.tmpdir()) {
+  const dir = fs.mkdtempSync(path.join(parent, prefix));
+  temporaries.add(dir);
+  return dir;
+}
+function removeTemporaries() {
+  for (const dir of temporaries) fs.rmSync(dir, { recursive: true, force: true });
+  temporaries.clear();
+  cleanupScratch();
+}
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', () => {
+    // EPIPE: the reader went away (e.g. `| head`)
+    removeTemporaries();
+    process.exit(141);
+  });
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    removeTemporaries();
+    process.exit(128 + (os.constants.signals[sig] ?? 1));
+  });
+}
+
 async function main() {
   const o = parseArgs(process.argv.slice(2));
-  const snapRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-bench-cli-'));
   try {
-    BIN = snapshotPackage(o, snapRoot);
+    BIN = snapshotPackage(o, temporary('lazylabel-bench-cli-'));
     await bench(o);
   } finally {
-    fs.rmSync(snapRoot, { recursive: true, force: true });
+    removeTemporaries();
   }
 }
 
@@ -480,9 +516,10 @@ async function bench(o) {
   if (loadBefore[0] > 0.5 * machine.cores) log(`note: 1-minute load average ${loadBefore[0].toFixed(2)} on ${machine.cores} cores: other processes are running, timings will be noisy (ours and the reference alternate, so ratios suffer less)`);
   log(`machine: ${machine.cpu}, ${machine.cores} cores, node ${machine.node}${py ? `, h5py ${py.h5py}, numpy ${py.numpy}, HDF5 ${py.hdf5}` : ''}`);
 
-  const tmpRoot = o.data ? null : fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-bench-'));
-  const dataRoot = o.data ?? tmpRoot;
-  const outDir = fs.mkdtempSync(path.join(o.data ?? os.tmpdir(), 'lazylabel-bench-out-'));
+  const dataRoot = o.data ?? temporary('lazylabel-bench-data-');
+  if (o.data) fs.mkdirSync(o.data, { recursive: true });
+  // convert outputs go next to the data (same file system)
+  const outDir = temporary('lazylabel-bench-out-', dataRoot);
   const shape = o.quick ? [256, 256, 128] : [512, 512, 256];
   const rows = [];
   let failures = 0;
@@ -501,12 +538,11 @@ async function bench(o) {
     }
   } finally {
     fs.rmSync(outDir, { recursive: true, force: true });
-    if (tmpRoot) fs.rmSync(tmpRoot, { recursive: true, force: true });
-    cleanupScratch();
+    temporaries.delete(outDir);
   }
 
   process.stdout.write(`\nlazylabel bench — ${machine.cpu}, ${machine.cores} cores, node ${machine.node}${py ? `, h5py ${py.h5py} / numpy ${py.numpy}` : ''}\n`);
-  process.stdout.write(`volume ${fmtShape(shape)} int16 labels (${(shape[0] * shape[1] * shape[2] * 2 / 2 ** 20).toFixed(0)} MiB), suggest-prios on 8 cubes of 128^3; median of ${o.repeat} after ${o.warmup} warm-up; MB/s = int16 label bytes / median\n\n`);
+  process.stdout.write(`volume ${fmtShape(shape)} int16 labels (${(shape[0] * shape[1] * shape[2] * 2 / 2 ** 20).toFixed(0)} MiB), suggest-prios on 8 cubes of 128^3; median of ${o.repeat} after ${o.warmup} warm-up; MB/s = int16 label bytes / median wall time; CPU s = user + system, all threads\n\n`);
   process.stdout.write(table(rows) + '\n\n');
   if (rows.some((r) => r.ratio != null || r.peakRssMiB != null)) process.stdout.write(`targets (reported, not asserted): check and suggest-prios ratio <= 1.0, convert <= 1.25, peak RSS <= 512 MiB\n${targetLines(rows).join('\n')}\n`);
 

@@ -1,4 +1,4 @@
-"""Fallback peak-RSS probe when /usr/bin/time is missing: run a script, then write its peak RSS (KiB).
+"""Fallback probe when /usr/bin/time is missing: run a script, then write its peak RSS (KiB) and CPU seconds.
 
     /usr/bin/python3 bench/lib/maxrss.py OUT_FILE script.py args...
 """
@@ -13,7 +13,8 @@ script = sys.argv[2]
 
 def _write():
     with open(out, 'w') as fh:
-        fh.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        u = resource.getrusage(resource.RUSAGE_SELF)
+        fh.write(f'{u.ru_maxrss} {u.ru_utime + u.ru_stime}')
 
 
 atexit.register(_write)

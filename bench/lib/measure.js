@@ -1,5 +1,6 @@
-// Timing whole processes: wall-clock seconds around the child, peak RSS from GNU time (`/usr/bin/time -v`)
-// or, when that is missing, from a probe inside the child (maxrss.mjs for node, maxrss.py for python).
+// Timing whole processes: wall-clock seconds around the child; peak RSS and CPU seconds (user + system,
+// all threads) from GNU time (`/usr/bin/time -v`) or, when that is missing, from a probe inside the child
+// (maxrss.mjs for node, maxrss.py for python).
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,7 +30,7 @@ export function cleanupScratch() {
 }
 
 /**
- * Run `argv` (argv[0] is 'node' or PYTHON) to completion. Returns { seconds, rssMiB, code, stdout, stderr }.
+ * Run `argv` (argv[0] is 'node' or PYTHON) to completion. Returns { seconds, cpuSeconds, rssMiB, code, stdout, stderr }.
  * `method` is rssMethod()'s answer.
  */
 export function runMeasured(argv, { cwd, method, env } = {}) {
@@ -61,16 +62,26 @@ export function runMeasured(argv, { cwd, method, env } = {}) {
     child.on('close', (code) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       let rssKiB = null;
+      let cpuSeconds = null;
       try {
         const text = fs.readFileSync(rssFile, 'utf8');
         const m = /Maximum resident set size \(kbytes\): (\d+)/.exec(text);
-        rssKiB = m ? Number(m[1]) : Number(text.trim()) || null;
+        if (m) {
+          rssKiB = Number(m[1]);
+          const user = /User time \(seconds\): ([\d.]+)/.exec(text);
+          const sys = /System time \(seconds\): ([\d.]+)/.exec(text);
+          if (user && sys) cpuSeconds = Number(user[1]) + Number(sys[1]);
+        } else {
+          const [rss, cpu] = text.trim().split(/\s+/).map(Number);
+          rssKiB = rss || null;
+          cpuSeconds = Number.isFinite(cpu) ? cpu : null;
+        }
         // GNU time reports "Command exited with non-zero status N" in the file too; the exit code comes from close
       } catch {
-        // no RSS file: the child died before writing it
+        // no file: the child died before writing it
       }
       fs.rmSync(rssFile, { force: true });
-      resolve({ seconds, rssMiB: rssKiB === null ? null : rssKiB / 1024, code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      resolve({ seconds, cpuSeconds, rssMiB: rssKiB === null ? null : rssKiB / 1024, code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
     });
   });
 }

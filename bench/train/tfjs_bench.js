@@ -97,12 +97,16 @@ if (profileSteps > 0) {
       wall += performance.now() - t0;
       for (const k of p.kernels) {
         const ms = k.kernelTimeMs;
-        kernelTotal += ms;
-        const e = byName.get(k.name) ?? { ms: 0, calls: 0 };
+        // Entries that are not registered kernels are op scopes (e.g. fusedConv2d__op, a custom
+        // gradient wrapper) that contain kernels listed separately: keep them out of the total.
+        const scope = !tf.getKernel(k.name, tf.getBackend());
+        if (!scope) kernelTotal += ms;
+        const e = byName.get(k.name) ?? { ms: 0, calls: 0, scope };
         e.ms += ms;
         e.calls += 1;
         byName.set(k.name, e);
         const key = `${k.name} ${JSON.stringify(k.inputShapes)}`;
+        if (scope) continue;
         const s = byShape.get(key) ?? { name: k.name, inputShapes: k.inputShapes, outputShapes: k.outputShapes, ms: 0, calls: 0 };
         s.ms += ms;
         s.calls += 1;
@@ -116,7 +120,7 @@ if (profileSteps > 0) {
       // Wall time of a profiled run is inflated by the profiler's bookkeeping; compare shares, not totals.
       wallMsPerRun: per(wall),
       kernelMsPerRun: per(kernelTotal),
-      byKernel: [...byName.entries()].map(([name, e]) => ({ name, msPerRun: per(e.ms), callsPerRun: e.calls / n, share: Math.round((e.ms / kernelTotal) * 1000) / 1000 })).sort((p, q) => q.msPerRun - p.msPerRun),
+      byKernel: [...byName.entries()].map(([name, e]) => ({ name, msPerRun: per(e.ms), callsPerRun: e.calls / n, share: e.scope ? null : Math.round((e.ms / kernelTotal) * 1000) / 1000, ...(e.scope ? { scope: true } : {}) })).sort((p, q) => q.msPerRun - p.msPerRun),
       topCalls: sortDesc(byShape).slice(0, 25).map((s) => ({ name: s.name, inputShapes: s.inputShapes, outputShapes: s.outputShapes, msPerRun: per(s.ms), callsPerRun: s.calls / n })),
     };
   };

@@ -136,6 +136,38 @@ def summary(ms):
             'p90': s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))], 'n': len(s), 'all': [round(t, 2) for t in ms]}
 
 
+# Same shapes as CEILING_OPS in ceiling.js.
+CEILING_OPS = [
+    {'op': 'matmul', 'm': 2048, 'k': 1024, 'n': 1024},
+    {'op': 'conv2d', 'n': 1, 'h': 64, 'w': 64, 'ci': 64, 'co': 64, 'f': 3},
+    {'op': 'conv2d', 'n': 4, 'h': 128, 'w': 128, 'ci': 16, 'co': 16, 'f': 3},
+]
+
+
+def ceiling(reps):
+    out = {'impl': 'pytorch', 'torch': torch.__version__, 'threads': torch.get_num_threads(), 'ops': []}
+    with torch.inference_mode():
+        for o in CEILING_OPS:
+            if o['op'] == 'matmul':
+                a, b = torch.randn(o['m'], o['k']), torch.randn(o['k'], o['n'])
+                run = lambda: torch.mm(a, b)
+                fl = 2 * o['m'] * o['k'] * o['n']
+            else:
+                x, w = torch.randn(o['n'], o['ci'], o['h'], o['w']), torch.randn(o['co'], o['ci'], o['f'], o['f'])
+                run = lambda: F.conv2d(x, w, padding=o['f'] // 2)
+                fl = 2 * o['n'] * o['h'] * o['w'] * o['ci'] * o['co'] * o['f'] ** 2
+            for _ in range(3):
+                run()
+            t = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                run()
+                t.append((time.perf_counter() - t0) * 1e3)
+            ms = statistics.median(t)
+            out['ops'].append({**o, 'ms': ms, 'gflops': round(fl / (ms / 1e3) / 1e9, 1)})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--net', required=True, help='JSON net spec (see run.js NETS)')
@@ -144,7 +176,12 @@ def main():
     ap.add_argument('--warmup', type=int, default=3)
     ap.add_argument('--params-only', action='store_true')
     ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--ceiling', action='store_true', help='GFLOP/s of the ceiling ops (see ceiling.js) instead')
     args = ap.parse_args()
+    if args.ceiling:
+        torch.set_num_threads(args.threads)
+        print(json.dumps(ceiling(args.steps)))
+        return
     net = json.loads(args.net)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

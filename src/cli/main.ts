@@ -8,6 +8,8 @@ import * as suggestPrios from './suggestPrios.js';
 import * as train from './train.js';
 import * as predict from './predict.js';
 import * as demo from './demo.js';
+import * as importConfig from './importConfig.js';
+import * as merge from './merge.js';
 import * as preview from './preview.js';
 import * as report from './report.js';
 import { VERSION } from '../version.js';
@@ -25,9 +27,11 @@ export const commands: CommandSpec[] = [
   { command: 'suggest-prios [files..]', describe: 'suggest ELEKTRONN cube_prios from label density (lazy cubes drawn less often)', ...suggestPrios },
   { command: 'train', describe: 'train a 2D/3D U-Net with the masked lazy-label loss (GPU, CPU or wasm backend)', ...train },
   { command: 'predict', describe: 'tiled inference with a trained model: per-class probabilities and argmax labels', ...predict },
+  { command: 'merge [inputs..]', describe: 'join the shards of a --shard i/n run: check/suggest-prios reports, convert/predict part files', ...merge },
   { command: 'preview [target]', describe: 'PNG grid of slices: raw grey, class overlay, ignored voxels hatched, legend with info flags', ...preview },
   { command: 'report', describe: 'one self-contained HTML page: check findings, cube stats and prios, class balance, previews, training curves', ...report },
   { command: 'demo', describe: 'the whole pipeline on synthetic EM data: lazy labels vs dense only, evaluated', ...demo },
+  { command: 'import-config <config>', describe: 'read an ELEKTRONN config (parsed, never run) into a dataset manifest', ...importConfig },
 ];
 
 /** Exit code for bugs (not the user's fault): kept apart from the documented 0/1/2. */

@@ -5,6 +5,7 @@ import { parseVolumeRef } from '../io/volumeRef.js';
 import { usageError, ExitCode } from '../errors.js';
 import { printJson, printLines, shape, table, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
+import { parseShard, shardText } from '../core/shard.js';
 
 interface PredictArgs extends GlobalFlags {
   model: string;
@@ -17,6 +18,7 @@ interface PredictArgs extends GlobalFlags {
   batch: number;
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   force: boolean;
+  shard?: string;
 }
 
 export function builder(y: Argv): Argv<PredictArgs> {
@@ -31,6 +33,7 @@ export function builder(y: Argv): Argv<PredictArgs> {
     .option('batch', { type: 'number', default: 1, describe: 'tiles per forward pass' })
     .option('backend', { choices: ['auto', 'tensorflow', 'wasm', 'cpu'] as const, default: 'auto' as const })
     .option('force', { type: 'boolean', default: false, describe: 'replace an existing output' })
+    .option('shard', { type: 'string', describe: 'predict only shard i of n (0-based, contiguous blocks of tile rows along axis 0) into OUT.part-i-of-n; lazylabel merge joins the parts into OUT' })
     .example('$0 predict --model run/ --raw cube.h5:raw -o prob.h5', '') as unknown as Argv<PredictArgs>;
 }
 
@@ -47,11 +50,13 @@ export function renderPredict(r: PredictReport): string[] {
     `wrote ${r.output}: ${r.probsKey} ${shape([...r.shape, r.nLab])} ${r.probsDtype}, ${r.labelKey} ${shape(r.shape)} int16`,
     `${r.tiles} tiles of ${shape(r.tile)} (margins ${shape(r.margin)}) on ${r.backend} in ${r.seconds.toFixed(1)} s`,
     table(['class', 'voxels', 'fraction'], r.classCounts.map((n, c) => [String(c), String(n), `${((100 * n) / total).toFixed(1)}%`])),
+    ...(r.shard ? [`shard ${shardText(r.shard)}: voxel rows ${r.shard.start}..${r.shard.end} of ${r.shard.total} along axis 0 (tiles above: the whole volume's); join all parts with lazylabel merge --predict ... -o OUT`] : []),
   ];
 }
 
 export async function handler(args: PredictArgs): Promise<number> {
   const raw = parseVolumeRef(args.raw);
+  const shard = args.shard !== undefined ? parseShard(args.shard) : undefined;
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'tiles' });
   let report: PredictReport;
   try {
@@ -67,6 +72,7 @@ export async function handler(args: PredictArgs): Promise<number> {
       batch: args.batch,
       backend: args.backend,
       force: args.force,
+      ...(shard ? { shard } : {}),
       onProgress: bar.update,
     });
   } finally {

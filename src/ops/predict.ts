@@ -11,6 +11,8 @@ import { requiredMultiples } from '../train/models.js';
 import type { RunConfig } from '../train/loop.js';
 import { noProgress, type ProgressFn } from './progress.js';
 import { VERSION } from '../version.js';
+import path from 'node:path';
+import { jobId, partPath, PART_KEY, shardItems, type Shard, type ShardInfo } from '../core/shard.js';
 
 export interface PredictOptions {
   /** Run folder (or its model/ folder) written by `train`. */
@@ -33,6 +35,40 @@ export interface PredictOptions {
   onProgress?: ProgressFn;
   /** An already selected tf namespace and loaded model (the demo reuses them). */
   loaded?: { tf: typeof tfType; model: tfType.LayersModel; config: RunConfig; backend: string };
+  /**
+   * Predict only this shard's contiguous block of tile rows along axis 0 (see core/shard.ts) into the
+   * part file `OUT.part-i-of-n`; `lazylabel merge` concatenates the parts into `out`.
+   */
+  shard?: Shard;
+}
+
+/** What a predict part file records (JSON in the `meta` attribute of its PART_KEY dataset). */
+export interface PredictPartMeta {
+  kind: 'predict';
+  version: string;
+  /** Voxel rows [start, end) of axis 0 in this part; total = rows of the whole volume. */
+  shard: ShardInfo;
+  /** The final output the shards were given (-o). */
+  output: string;
+  shape: number[];
+  nLab: number;
+  tile: number[];
+  margin: number[];
+  /** Tiles of the whole volume, and of this shard. */
+  tiles: number;
+  shardTiles: number;
+  probsKey: string;
+  labelKey: string;
+  probsDtype: 'float32' | 'uint8';
+  /** Chunk shapes and attributes of the whole output's datasets, as an unsharded run writes them. */
+  probsChunks: number[];
+  labChunks: number[];
+  probsAttrs: Record<string, unknown>;
+  labAttrs: Record<string, unknown>;
+  /** Voxels per predicted class in this part. */
+  classCounts: number[];
+  backend: string;
+  seconds: number;
 }
 
 export interface PredictReport {
@@ -51,6 +87,8 @@ export interface PredictReport {
   /** Voxels per predicted class (argmax). */
   classCounts: number[];
   seconds: number;
+  /** Present on a shard's report only: the voxel rows of axis 0 its part file holds (`output` is the part; `tiles` counts the whole volume's). */
+  shard?: ShardInfo;
 }
 
 /** Read one input window (zero-padded past the volume) as channels-last float32, scaled like training. */
@@ -122,18 +160,33 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
     const margin = opts.margin ?? tile.map((t, i) => Math.floor(Math.floor(t / 8) / align[i]!) * align[i]!);
     const perAxis = volumeTiles(spatial, tile, margin, align);
     const totalTiles = perAxis.reduce((a, t) => a * t.length, 1);
+    // the tile rows this run predicts: all, or the shard's contiguous block (its voxel rows follow)
+    const shard = opts.shard;
+    if (shard && (probsKey === PART_KEY || labelKey === PART_KEY)) throw usageError(`'${PART_KEY}' is reserved in part files: choose other dataset names`);
+    const allRows = perAxis[0]!;
+    const mine = shard ? shardItems(allRows, shard) : { items: allRows, start: 0, end: allRows.length };
+    const rowStart = mine.start < allRows.length ? allRows[mine.start]!.outStart : spatial[0]!;
+    const rowEnd = mine.items.length ? mine.items[mine.items.length - 1]!.outEnd : rowStart;
+    const partSpatial = [rowEnd - rowStart, ...spatial.slice(1)];
+    const myTiles = mine.items.length * perAxis.slice(1).reduce((a, t) => a * t.length, 1);
+    const target = shard ? partPath(opts.out, shard) : opts.out;
+    let shardInfo: ShardInfo | undefined;
     const batchSize = Math.max(1, opts.batch ?? 1);
     const planeVoxels = spatial.slice(1).reduce((a, b) => a * b, 1);
     const classCounts = new Array<number>(nLab).fill(0);
     let done = 0;
 
-    await writeAtomically(opts.out, { force: opts.force, inputs: [opts.raw] }, async (tmp) => {
+    await writeAtomically(target, { force: opts.force, inputs: [opts.raw] }, async (tmp) => {
       const sink = await H5Sink.create(tmp);
       try {
         const chunkRows = Math.max(1, Math.min(spatial[0]!, tile[0]!));
-        const probsWriter = sink.createDataset(probsKey, { shape: [...spatial, nLab], dtype: opts.uint8 ? 'uint8' : 'float32', chunks: [chunkRows, ...spatial.slice(1).map((n) => Math.min(n, 64)), nLab], gzip: 1 });
-        const labelWriter = sink.createDataset(labelKey, { shape: spatial, dtype: 'int16', chunks: [chunkRows, ...spatial.slice(1).map((n) => Math.min(n, 128))], gzip: 1 });
-        for (const row of perAxis[0]!) {
+        const probsChunks = [chunkRows, ...spatial.slice(1).map((n) => Math.min(n, 64)), nLab];
+        const labChunks = [chunkRows, ...spatial.slice(1).map((n) => Math.min(n, 128))];
+        // an empty shard (more shards than tile rows) writes no datasets, only its metadata
+        const empty = shard !== undefined && partSpatial[0] === 0;
+        const probsWriter = empty ? null : sink.createDataset(probsKey, { shape: [...partSpatial, nLab], dtype: opts.uint8 ? 'uint8' : 'float32', chunks: probsChunks, gzip: 1 });
+        const labelWriter = empty ? null : sink.createDataset(labelKey, { shape: partSpatial, dtype: 'int16', chunks: labChunks, gzip: 1 });
+        for (const row of mine.items) {
           const rows = row.outEnd - row.outStart;
           const probs = new Float32Array(rows * planeVoxels * nLab);
           const tiles = [...tilesInRow(perAxis, row)];
@@ -147,7 +200,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
             out.dispose();
             group.forEach((t, i) => copyOwned(values.subarray(i * tileVox * nLab, (i + 1) * tileVox * nLab), t, tile, spatial, row.outStart, probs, nLab));
             done += group.length;
-            onProgress({ label: 'predict', done, total: totalTiles });
+            onProgress({ label: 'predict', done, total: myTiles });
           }
           const labels = new Int16Array(rows * planeVoxels);
           for (let v = 0; v < labels.length; v++) {
@@ -156,11 +209,28 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
             labels[v] = best;
             classCounts[best]!++;
           }
-          probsWriter.write(opts.uint8 ? Uint8Array.from(probs, (p) => Math.round(Math.min(1, Math.max(0, p)) * 255)) : probs);
-          labelWriter.write(labels);
+          probsWriter!.write(opts.uint8 ? Uint8Array.from(probs, (p) => Math.round(Math.min(1, Math.max(0, p)) * 255)) : probs);
+          labelWriter!.write(labels);
         }
-        sink.setAttrs(probsKey, { axes: [...(dims === 3 ? ['x', 'y', 'z'] : ['x', 'y']), 'class'], scale: opts.uint8 ? 1 / 255 : 1 });
-        sink.setAttrs(labelKey, { lazylabel: JSON.stringify({ command: 'predict', version: VERSION, model: opts.model, raw: `${opts.raw}:${rawKey}`, tile, margin }) });
+        const probsAttrs = { axes: [...(dims === 3 ? ['x', 'y', 'z'] : ['x', 'y']), 'class'], scale: opts.uint8 ? 1 / 255 : 1 };
+        const labAttrs = { lazylabel: JSON.stringify({ command: 'predict', version: VERSION, model: opts.model, raw: `${opts.raw}:${rawKey}`, tile, margin }) };
+        if (!empty) {
+          sink.setAttrs(probsKey, probsAttrs);
+          sink.setAttrs(labelKey, labAttrs);
+        }
+        if (shard) {
+          shardInfo = {
+            ...shard, start: rowStart, end: rowEnd, total: spatial[0]!,
+            job: jobId({ command: 'predict', model: path.resolve(opts.model), raw: path.resolve(opts.raw), rawKey, shape: spatial, nLab, tile, margin, uint8: opts.uint8 ?? false, probsKey, labelKey, output: path.resolve(opts.out) }),
+          };
+          const meta: PredictPartMeta = {
+            kind: 'predict', version: VERSION, shard: shardInfo, output: opts.out, shape: spatial, nLab, tile, margin, tiles: totalTiles, shardTiles: myTiles,
+            probsKey, labelKey, probsDtype: opts.uint8 ? 'uint8' : 'float32', probsChunks, labChunks, probsAttrs, labAttrs, classCounts,
+            backend: backendName, seconds: (performance.now() - t0) / 1000,
+          };
+          sink.writeSmall(PART_KEY, [1], 'uint8', Uint8Array.of(1));
+          sink.setAttrs(PART_KEY, { meta: JSON.stringify(meta) });
+        }
       } finally {
         sink.close();
       }
@@ -168,7 +238,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
     return {
       command: 'predict',
       ok: true,
-      output: opts.out,
+      output: target,
       backend: backendName,
       shape: spatial,
       nLab,
@@ -180,6 +250,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
       probsDtype: opts.uint8 ? 'uint8' : 'float32',
       classCounts,
       seconds: (performance.now() - t0) / 1000,
+      ...(shardInfo ? { shard: shardInfo } : {}),
     };
   } finally {
     src.close();

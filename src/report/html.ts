@@ -6,7 +6,7 @@ import type { CheckReport } from '../ops/check.js';
 import type { PriosReport, CubePrio } from '../ops/suggestPrios.js';
 import type { ClassMetrics } from '../core/metrics.js';
 import type { Finding } from '../core/findings.js';
-import { barChart, escapeHtml as esc, lineChart } from './svg.js';
+import { barChart, escapeHtml as esc, lineChart, type Series } from './svg.js';
 import { classColor } from './preview.js';
 
 export interface PreviewFigure {
@@ -225,12 +225,15 @@ function trainingSection(d: ReportData, run: RunData): string {
       const v = cfg[k];
       return v === undefined || v === null ? '–' : esc(Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v));
     };
-    parts.push(table(['patch', 'batch', 'lr', 'seed', 'normalisation', 'lazy labels', 'model'], [[pick('patch'), pick('batch'), pick('lr'), pick('seed'), pick('normalisation'), pick('lazyLabels'), pick('unet')]], [6]));
+    parts.push(table(['patch', 'batch', 'lr', 'seed', 'normalisation', 'lazy labels', 'model'], [[pick('patch'), pick('batch'), pick('lr'), pick('seed'), pick('normalisation'), pick('lazyLabels'), esc(modelText(cfg.unet))]], [6]));
   }
   for (const n of run.notes) parts.push(`<p class="warn">${esc(n)}</p>`);
-  if (run.skippedLines) parts.push(`<p class="warn">${run.skippedLines} line${run.skippedLines === 1 ? '' : 's'} of metrics.jsonl could not be read and were skipped.</p>`);
+  if (run.skippedLines) parts.push(`<p class="warn">${run.skippedLines === 1 ? '1 line of metrics.jsonl could not be read and was skipped' : `${run.skippedLines} lines of metrics.jsonl could not be read and were skipped`}.</p>`);
   if (run.train.length) {
-    parts.push(`<figure>${lineChart('training loss', [{ name: 'loss', points: run.train.map((r) => [r.step, r.loss]) }], { xLabel: 'step', yLabel: 'loss', logY: run.train.every((r) => r.loss > 0) })}</figure>`);
+    const loss: Series[] = [{ name: 'loss', color: '#9ab8d8', points: run.train.map((r) => [r.step, r.loss]) }];
+    const window = Math.round(run.train.length / 20);
+    if (window >= 2) loss.push({ name: `mean of ${window}`, color: '#1f4e99', points: movingAverage(run.train, window) });
+    parts.push(`<figure>${lineChart('training loss', loss, { xLabel: 'step', yLabel: 'loss', logY: run.train.every((r) => r.loss > 0) })}</figure>`);
   } else parts.push('<p>No training steps logged yet.</p>');
   if (run.valid.length) {
     const series = (f: (v: ValidPoint, c: number) => number | null | undefined) =>
@@ -243,9 +246,10 @@ function trainingSection(d: ReportData, run: RunData): string {
         }),
       }));
     parts.push(`<figure>${lineChart('validation IoU (labelled voxels)', series((v, c) => v.perClass[c]?.iou), { xLabel: 'step' })}</figure>`);
-    const np = series((v, c) => v.notPresentMeanProb[c]);
+    // only the classes some validation cube flags not present have a curve
+    const np = series((v, c) => v.notPresentMeanProb[c]).filter((s) => s.points.length);
     parts.push(
-      np.some((s) => s.points.length)
+      np.length
         ? `<figure>${lineChart('mean p(class) where flagged not present', np, { xLabel: 'step' })}</figure>`
         : '<p class="meta">No validation cube flags a class not present: no not-present probability to plot.</p>',
     );
@@ -264,6 +268,30 @@ function trainingSection(d: ReportData, run: RunData): string {
     parts.push(`<h3>Last validation (step ${last.step})</h3>`, table(['class', 'precision', 'recall', 'IoU', 'support', 'mean p where not present'], rows));
   } else parts.push('<p>No validation results logged (the manifest has no valid cubes, or validation has not run yet).</p>');
   return section('training', 'Training', parts.join(''));
+}
+
+/** Trailing moving average of the loss (the raw curve is noisy: one batch per step). */
+export function movingAverage(points: readonly TrainPoint[], window: number): [number, number][] {
+  const out: [number, number][] = [];
+  let sum = 0;
+  points.forEach((p, i) => {
+    sum += p.loss;
+    if (i >= window) sum -= points[i - window]!.loss;
+    if (i >= window - 1) out.push([p.step, sum / window]);
+  });
+  return out;
+}
+
+/** config.json's `unet` in words: "3-D U-Net, depth 2, 8 base filters, 1 anisotropic level". */
+function modelText(unet: unknown): string {
+  if (!unet || typeof unet !== 'object') return '–';
+  const u = unet as Record<string, unknown>;
+  const parts = [`${u.dims ?? '?'}-D U-Net`];
+  if (typeof u.depth === 'number') parts.push(`depth ${u.depth}`);
+  if (typeof u.baseFilters === 'number') parts.push(`${u.baseFilters} base filters`);
+  if (typeof u.anisotropicLevels === 'number' && u.anisotropicLevels > 0) parts.push(`${u.anisotropicLevels} anisotropic level${u.anisotropicLevels === 1 ? '' : 's'}`);
+  if (typeof u.inChannels === 'number' && u.inChannels !== 1) parts.push(`${u.inChannels} input channels`);
+  return parts.join(', ');
 }
 
 /** The sections the page will have, in order. */

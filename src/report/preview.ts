@@ -270,7 +270,7 @@ export function composePreview(content: PreviewContent, style: PreviewStyle): Pr
   const legendW = Math.max(0, ...lines.map((l) => (l.swatch ? textX : 0) + textWidth(l.text, S)));
   const titleW = textWidth(content.title, S);
   const width = 2 * pad + Math.max(gridW, legendW, titleW);
-  const gridY = pad + lh + pad / 2;
+  const gridY = pad + lh + Math.floor(pad / 2);
   const legendY = gridY + gridH + pad;
   const legendH = lines.length * lh;
   const height = legendY + legendH + pad;
@@ -400,7 +400,7 @@ const sampled = (o: number, n: number, step: number): number => Math.min(n - 1, 
  * Read one plane of a dataset, subsampled by `plane.step`, as float64 row-major values.
  * `lead` prefixes the box (a channel index); `offset` shifts the spatial box (labels inside larger raw).
  */
-function readPlane(src: H5Source, key: string, dtype: DType, lead: number[], offset: number[], ndim: number, plane: Plane, slabMB: number): Float64Array {
+function readPlane(src: H5Source, key: string, dtype: DType, chunkRowsAlong: number | null, lead: number[], offset: number[], ndim: number, plane: Plane, slabMB: number): Float64Array {
   const oRows = outLen(plane.rows, plane.step);
   const oCols = outLen(plane.cols, plane.step);
   const out = new Float64Array(oRows * oCols);
@@ -422,22 +422,23 @@ function readPlane(src: H5Source, key: string, dtype: DType, lead: number[], off
     }
     return { starts, ends };
   };
-  if (plane.step === 1) {
-    const budget = Math.max(1, slabMB) * 1024 * 1024;
-    const bandRows = Math.max(1, Math.floor(budget / (plane.cols * slabBytesPerVoxel(dtype.bytes))));
-    for (let r0 = 0; r0 < plane.rows; r0 += bandRows) {
-      const r1 = Math.min(plane.rows, r0 + bandRows);
-      const { starts, ends } = box(r0, r1);
-      const data = src.readBox(key, starts, ends);
-      for (let i = 0; i < data.length; i++) out[r0 * plane.cols + i] = data[i]!;
-    }
-  } else {
-    // one source row per output row: only the rows that are shown are read
-    for (let o = 0; o < oRows; o++) {
+  // Bands of whole rows, within the slab budget, decompress each chunk once. When the step skips whole
+  // chunk rows (or the data is contiguous), reading just the shown rows one at a time is cheaper.
+  const chunkRows = chunkRowsAlong ?? 1;
+  const perRow = plane.step > 1 && plane.step >= 2 * chunkRows;
+  const budget = slabMB * 1024 * 1024;
+  const bandRows = perRow ? 1 : Math.max(1, Math.floor(budget / (plane.cols * slabBytesPerVoxel(dtype.bytes))));
+  let o = 0;
+  while (o < oRows) {
+    const r0 = sampled(o, plane.rows, plane.step);
+    const r1 = Math.min(plane.rows, r0 + bandRows);
+    const { starts, ends } = box(r0, r1);
+    const data = src.readBox(key, starts, ends);
+    for (; o < oRows; o++) {
       const r = sampled(o, plane.rows, plane.step);
-      const { starts, ends } = box(r, r + 1);
-      const data = src.readBox(key, starts, ends);
-      for (let c = 0; c < oCols; c++) out[o * oCols + c] = data[sampled(c, plane.cols, plane.step)]!;
+      if (r >= r1) break;
+      const rowAt = (r - r0) * plane.cols;
+      for (let c = 0; c < oCols; c++) out[o * oCols + c] = data[rowAt + sampled(c, plane.cols, plane.step)]!;
     }
   }
   return out;
@@ -484,6 +485,7 @@ interface Opened {
   src: H5Source;
   meta: VolumeMeta;
   dtype: DType;
+  chunks: number[] | null;
 }
 
 async function openVolume(v: VolumeSource, what: string): Promise<Opened> {
@@ -493,7 +495,7 @@ async function openVolume(v: VolumeSource, what: string): Promise<Opened> {
     if (!info.dtype) {
       throw new LazyLabelError(`${what} dataset holds ${info.typeName}, not numbers`, { code: 'label-dtype-unsupported', file: v.file, dataset: v.key, hint: 'store class ids / raw values as an integer or float array' });
     }
-    return { src, dtype: info.dtype, meta: { file: v.file, key: v.key, shape: info.shape, dtype: info.dtype.name } };
+    return { src, dtype: info.dtype, chunks: info.chunks, meta: { file: v.file, key: v.key, shape: info.shape, dtype: info.dtype.name } };
   } catch (e) {
     src.close();
     throw e;
@@ -504,6 +506,7 @@ async function openVolume(v: VolumeSource, what: string): Promise<Opened> {
 export async function renderPreview(opts: PreviewOptions): Promise<RenderedPreview> {
   if (!opts.label && !opts.raw) throw usageError('nothing to preview', 'give a label volume, a raw volume, or both');
   const slabMB = opts.slabMB ?? DEFAULT_SLAB_MB;
+  if (!(slabMB > 0)) throw usageError(`--slab-mb must be a positive number, got ${opts.slabMB}`);
   const findings: Finding[] = [];
   const opened: Opened[] = [];
   try {
@@ -582,8 +585,8 @@ export async function renderPreview(opts: PreviewOptions): Promise<RenderedPrevi
 
     // read
     const planeOf = (index: number | null): Plane => ({ axis: ndim === 2 ? -1 : axis, index: index ?? 0, rowAxis, colAxis, rows, cols, step });
-    const labelPlanes = lab ? indices.map((i) => readPlane(lab.src, lab.meta.key, lab.dtype, [], [], ndim, planeOf(i), slabMB)) : null;
-    const rawPlanes = raw ? indices.map((i) => readPlane(raw.src, raw.meta.key, raw.dtype, rawLead, offset, ndim, planeOf(i), slabMB)) : null;
+    const labelPlanes = lab ? indices.map((i) => readPlane(lab.src, lab.meta.key, lab.dtype, lab.chunks?.[rowAxis] ?? null, [], [], ndim, planeOf(i), slabMB)) : null;
+    const rawPlanes = raw ? indices.map((i) => readPlane(raw.src, raw.meta.key, raw.dtype, raw.chunks?.[rawLead.length + rowAxis] ?? null, rawLead, offset, ndim, planeOf(i), slabMB)) : null;
 
     // classes and info
     let nLab = opts.nLab;
