@@ -27,3 +27,6 @@ export { MaskedConfusion, falsePositiveRate, f1InRegion } from './core/metrics.j
 export { runDemo, generateDemoData, type DemoReport } from './demo/demo.js';
 /** `check` under its command name, for `import { check } from 'lazylabel'`. */
 export { checkCubes as check } from './ops/check.js';
+export { merge, type MergeReport } from './ops/merge.js';
+export { parseShard, shardItems, shardRows } from './core/shard.js';
+export { finishPrios } from './ops/suggestPrios.js';

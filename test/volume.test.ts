@@ -17,8 +17,8 @@ interface Entry {
   format: 'zarr' | 'n5' | 'tiff' | 'png';
   path: string;
   key?: string;
-  /** present (null) when the fixture is opened without a key and must land on `key` (OME-Zarr level 0) */
-  openKey?: null;
+  /** when present, the key to open with (null: none), which must land on `key` (OME-Zarr level 0) */
+  openKey?: string | null;
   shape: number[];
   dtype: string;
   seed: number;
@@ -44,6 +44,7 @@ function pattern(shape: number[], dtype: string, seed: number): number[] {
     int32: (i) => mod(seed + 2654435761 * i, 2 ** 32) - 2 ** 31,
     uint64: (i) => (seed + i) * 2 ** 33 + 1,
     int64: (i) => (seed + i) * 2 ** 33 - 2 ** 45,
+    bool: (i) => (mod(seed + 7 * i, 3) === 0 ? 1 : 0),
     float32: (i) => Math.fround((seed + i) * 0.25 - 100),
     float64: (i) => (seed + i) * 0.125 - 1000.5,
   };
@@ -87,11 +88,12 @@ function crop(values: number[], shape: number[], starts: number[], ends: number[
 
 const ARRAY_OF: Record<string, string> = {
   int8: 'Int8Array', uint8: 'Uint8Array', int16: 'Int16Array', uint16: 'Uint16Array', int32: 'Int32Array',
-  uint32: 'Uint32Array', float32: 'Float32Array', float64: 'Float64Array', int64: 'Float64Array', uint64: 'Float64Array',
+  uint32: 'Uint32Array', bool: 'Uint8Array', float32: 'Float32Array', float64: 'Float64Array', int64: 'Float64Array', uint64: 'Float64Array',
 };
 
 async function open(e: Entry): Promise<VolumeReader> {
-  return e.openKey === null || !e.key ? openVolume(at(e.path)) : openVolume(at(e.path), e.key);
+  const key = e.openKey !== undefined ? e.openKey : e.key;
+  return key ? openVolume(at(e.path), key) : openVolume(at(e.path));
 }
 
 async function withVolume<T>(p: string, key: string | undefined, fn: (v: VolumeReader) => Promise<T>): Promise<T> {
@@ -221,8 +223,11 @@ describe('opening', () => {
       expect(ms[0]!.datasets.map((d) => d.path)).toEqual(['full', 'down2']);
     });
     await withVolume(at('zarr/ome_v3.zarr'), undefined, async (v) => expect([v.key, v.shape]).toEqual(['s0', [6, 10, 12]]));
-    // a key naming the multiscale group itself also lands on level 0
-    await withVolume(at('zarr'), 'ome_v2.zarr', async (v) => expect(v.key).toBe('ome_v2.zarr/full'));
+    // a key naming a multiscale group (an OME-Zarr label image) lands on its level 0
+    await withVolume(at('zarr/ome_v2.zarr'), 'labels/cells', async (v) => {
+      expect(v.key).toBe('labels/cells/0');
+      expect(v.attrs()['multiscales']).toBeDefined();
+    });
   });
 
   it('returns array and dataset attributes without format keywords', async () => {
@@ -257,7 +262,7 @@ describe('errors', () => {
     expect(n5.hint).toContain('volumes/labels');
     expect(n5.hint).toContain('i32_raw');
     expect((await failure(openVolume(at('n5/spec.n5')))).code).toBe('dataset-missing');
-    const h5 = await failure(openVolume(fixture('check', 'pair_raw_same.h5')));
+    const h5 = await failure(openVolume(fixture('check', 'dense3d_int16_chunked.h5'))); // lab and raw, no key
     expect(h5.code).toBe('dataset-missing');
   });
 

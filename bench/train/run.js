@@ -209,7 +209,7 @@ async function main() {
     } else {
       r = await measure(what, PYTHON, [path.join(here, 'torch_ref.py'), '--net', JSON.stringify(p.spec), '--threads', String(p.threads), '--steps', String(steps), '--warmup', String(warmup)], 600);
     }
-    results.push({ net: p.net, impl: p.impl, backend: p.backend ?? 'cpu', threads: p.threads ?? 1, reducedProtocol: !!p.reduced, ...r });
+    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', threads: p.threads ?? 1, reducedProtocol: !!p.reduced });
     if (r.train?.ms) log(`  train ${fmt(r.train.ms.median)} ms/step, infer ${fmt(r.infer?.batch1?.ms?.median)} ms/patch, params ${r.params}`);
   }
 
@@ -224,7 +224,7 @@ async function main() {
   // Table.
   const ref = (net) => results.find((r) => r.net === net && r.impl === 'pytorch' && r.threads === torchThreads[0] && r.train?.ms);
   const table = results.map((r) => {
-    const spec = r.net in NETS ? NETS[r.net] : EXTRA_NETS[r.net];
+    const spec = r.netSpec;
     const tr = r.train?.ms?.median ?? null;
     const inf = r.infer?.batch1?.ms?.median ?? null;
     const infB = r.infer?.trainBatch?.ms?.median ?? null;

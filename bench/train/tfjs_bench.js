@@ -74,7 +74,7 @@ const result = {
   tfjs: tf.version.tfjs,
   node: process.version,
   params,
-  net,
+  netSpec: net,
   kernels: kernelNote,
 };
 

@@ -68,10 +68,11 @@ export function renderPreviewReport(r: PreviewReport, verbose: boolean): string[
   const where = r.slices[0] === null ? '2-D' : `axis ${r.axis} at ${r.slices.join(', ')}`;
   const lines = [`wrote ${r.output}: ${r.image.width}x${r.image.height} px, ${r.cube} ${shape(r.shape)}, ${r.slices.length} slice${r.slices.length === 1 ? '' : 's'} (${where})${r.step > 1 ? `, every ${r.step}th voxel` : ''}`];
   if (r.shown) {
-    const names = r.classNames.map((n, c) => `${n}=${r.shown!.classVoxels[c]}`).join(' ');
-    lines.push(`shown voxels: ${names} ignored=${r.shown.ignored}${r.shown.outOfRange ? ` out-of-range=${r.shown.outOfRange}` : ''}`);
+    const many = r.nLab > 24;
+    const names = r.classNames.flatMap((n, c) => (many && !r.shown!.classVoxels[c] ? [] : [`${n}=${r.shown!.classVoxels[c]}`])).join(' ');
+    lines.push(`shown voxels: ${names}${many ? ` (other of ${r.nLab} classes: 0)` : ''} ignored=${r.shown.ignored}${r.shown.outOfRange ? ` out-of-range=${r.shown.outOfRange}` : ''}`);
   }
-  if (r.info) lines.push(`info: L=${r.info.labeled.join('')} NP=${r.info.notPresent.join('')}${r.info.source === 'default' ? ' (default)' : ''}`);
+  if (r.info && r.nLab <= 24) lines.push(`info: L=${r.info.labeled.join('')} NP=${r.info.notPresent.join('')}${r.info.source === 'default' ? ' (default)' : ''}`);
   lines.push(...visibleFindings(r.findings, verbose).map((f) => findingLine(f, '')));
   return lines;
 }

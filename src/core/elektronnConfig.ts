@@ -447,17 +447,16 @@ function fixedDigits(x: number, p: number): string {
 function expDigits(x: number, p: number): { digits: string; exp: number } {
   if (x === 0) return { digits: '0'.repeat(p + 1), exp: 0 };
   const { num, den } = exactRational(x);
-  const lo = 10n ** BigInt(p);
-  const hi = lo * 10n;
+  // the exact exponent: 10^k <= |x| < 10^(k+1) (Math.log10 can be off by one near powers of ten)
+  const atLeast = (k: number): boolean => (k >= 0 ? num >= den * 10n ** BigInt(k) : num * 10n ** BigInt(-k) >= den);
   let k = Math.floor(Math.log10(Math.abs(x)));
-  for (let tries = 0; tries < 6; tries++) {
-    const shift = p - k;
-    const scaled = shift >= 0 ? roundHalfEven(num * 10n ** BigInt(shift), den) : roundHalfEven(num, den * 10n ** BigInt(-shift));
-    if (scaled >= hi) k++;
-    else if (scaled < lo) k--;
-    else return { digits: scaled.toString(), exp: k };
-  }
-  throw new ConfigError(`cannot format ${x}`);
+  while (!atLeast(k)) k--;
+  while (atLeast(k + 1)) k++;
+  const shift = p - k;
+  const scaled = shift >= 0 ? roundHalfEven(num * 10n ** BigInt(shift), den) : roundHalfEven(num, den * 10n ** BigInt(-shift));
+  // rounding up to the next power of ten (9.99 -> 10.0) moves the exponent
+  if (scaled >= 10n ** BigInt(p + 1)) return { digits: `1${'0'.repeat(p)}`, exp: k + 1 };
+  return { digits: scaled.toString(), exp: k };
 }
 
 const expSuffix = (exp: number): string => `e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`;

@@ -226,18 +226,26 @@ interface LegendLine {
   muted?: boolean;
 }
 
+/** Above this many classes the legend lists only those in view or flagged by info. */
+const MAX_LEGEND_CLASSES = 24;
+
 function legendLines(c: PreviewContent, counts: ShownCounts | null): LegendLine[] {
   const lines: LegendLine[] = [];
   if (c.hasLabels) {
-    const width = Math.max(...c.classNames.map((n) => n.length), 4);
+    // many classes (e.g. a guessed n_lab of 256 from an unconverted 255 ignore value): list those in view or flagged
+    const flagged = (k: number): boolean => Boolean(c.info && (!c.info.labeled[k] || c.info.notPresent[k]));
+    let listed = Array.from({ length: c.nLab }, (_, k) => k);
+    if (c.nLab > MAX_LEGEND_CLASSES) listed = listed.filter((k) => (counts?.classVoxels[k] ?? 0) > 0 || flagged(k)).slice(0, MAX_LEGEND_CLASSES);
+    const width = Math.max(...listed.map((k) => c.classNames[k]!.length), 4);
     const idWidth = String(c.nLab - 1).length;
-    for (let k = 0; k < c.nLab; k++) {
+    for (const k of listed) {
       const flags = c.info
         ? `labelled: ${c.info.labeled[k] ? 'yes' : 'no '}  not present: ${c.info.notPresent[k] ? 'yes' : 'no '}`
         : 'info unusable';
       const n = counts ? `  in view: ${counts.classVoxels[k]}` : '';
       lines.push({ swatch: 'class', cls: k, text: `${String(k).padStart(idWidth)} ${c.classNames[k]!.padEnd(width)}  ${flags}${n}` });
     }
+    if (listed.length < c.nLab) lines.push({ swatch: null, text: `${c.nLab - listed.length} more classes not listed (none in view)`, muted: true });
     lines.push({ swatch: 'ignore', text: `-1 ignored (unlabelled: no loss)${counts ? `  in view: ${counts.ignored}` : ''}` });
     if (counts && counts.outOfRange > 0) lines.push({ swatch: 'invalid', text: `out of range (not -1..${c.nLab - 1})  in view: ${counts.outOfRange}` });
     if (c.info?.source === 'default') lines.push({ swatch: null, text: "no 'info' dataset: all classes labelled, none absent (default)", muted: true });
