@@ -30,3 +30,7 @@ export { checkCubes as check } from './ops/check.js';
 export { merge, type MergeReport } from './ops/merge.js';
 export { parseShard, shardItems, shardRows } from './core/shard.js';
 export { finishPrios } from './ops/suggestPrios.js';
+export { renderPreview, composePreview, overlaySlice, classColor } from './report/preview.js';
+export { preview } from './ops/preview.js';
+export { report, buildReportData } from './ops/report.js';
+export { renderReportHtml } from './report/html.js';

@@ -424,7 +424,7 @@ with h5py.File(os.path.join(lab_dir, 'nucleus_lazy.h5'), 'w') as f:
     const out = path.join(outDir, 'dataset.json');
     const imp = runCli(['import-config', fixture('elektronn', 'neuro_3d_lazy_config.py'), '-o', out], { env: { HOME: home } });
     expect(imp.code, imp.stdout + imp.stderr).toBe(0);
-    expect(imp.stdout).toMatch(/not read \(1 statement; nothing in them was run\):\n {2}line 7: import os/);
+    expect(imp.stdout).toMatch(/not read \(1 statement; nothing in it was run\):\n {2}line 7: import os/);
     expect(imp.stdout).toMatch(/-> OK/);
     expect(imp.stdout).not.toMatch(/file-missing/);
     const manifest = JSON.parse(fs.readFileSync(out, 'utf8')) as { cubes: { raw: string }[] };

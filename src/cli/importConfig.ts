@@ -57,7 +57,8 @@ export function renderImport(report: ImportConfigReport, verbose: boolean): stri
     lines.push('mapped:', ...mapped.map(([k, v]) => `  ${k.padEnd(w)}  -> ${v}`));
   }
   if (report.unread.length) {
-    lines.push(`not read (${report.unread.length} statement${report.unread.length === 1 ? '' : 's'}; nothing in them was run):`);
+    const one = report.unread.length === 1;
+    lines.push(`not read (${report.unread.length} statement${one ? '' : 's'}; nothing in ${one ? 'it' : 'them'} was run):`);
     for (const u of report.unread) lines.push(`  line ${u.line}: ${firstLine(u.text)}`, `    ${color.dim(u.reason)}`);
   }
   lines.push(...visibleFindings(report.findings, verbose).map((f) => findingLine(f, '')));

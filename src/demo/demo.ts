@@ -15,6 +15,7 @@ import { falsePositiveRate, f1InRegion } from '../core/metrics.js';
 import { synthCube, DEMO_CLASSES, type SynthCube } from './synth.js';
 import type { TrainReport } from '../train/loop.js';
 import { createImage, blit, writePng, type RgbImage } from '../io/png.js';
+import { overlaySlice } from '../report/preview.js';
 
 export interface DemoOptions {
   out: string;
@@ -70,26 +71,28 @@ async function writeVolume(file: string, datasets: Record<string, { data: Uint8A
 
 const rel = (from: string, to: string): string => path.relative(path.dirname(from), to);
 
-/** Colour overlay of a label slice over a raw slice (class 1 red, class 2 green, nuclei outlined blue). */
+/** The preview's label overlay (class 1 red, class 2 green) with the nucleus outlined in blue, so false positives are easy to place. */
 function overlay(cube: SynthCube, z: number, labels: ArrayLike<number> | null, scale: number): RgbImage {
   const [, Y, X] = cube.shape;
-  const img = createImage(X * scale, Y * scale);
-  const colors: Record<number, [number, number, number]> = { 1: [230, 50, 50], 2: [40, 200, 40] };
+  const plane = Y * X;
+  const img = overlaySlice({
+    raw: cube.raw.subarray(z * plane, (z + 1) * plane),
+    labels: labels ? Int32Array.from({ length: plane }, (_, i) => labels[z * plane + i]!) : null,
+    rows: Y,
+    cols: X,
+    nLab: 3,
+    zoom: scale,
+    colors: [null, [230, 50, 50], [40, 200, 40]],
+  });
+  if (!labels) return img;
+  const n = cube.nucleus.subarray(z * plane, (z + 1) * plane);
   for (let y = 0; y < Y * scale; y++) {
     for (let x = 0; x < X * scale; x++) {
-      const i = z * Y * X + Math.floor(y / scale) * X + Math.floor(x / scale);
-      const v = cube.raw[i]!;
-      let rgb: [number, number, number] = [v, v, v];
-      const l = labels ? labels[i]! : 0;
-      const c = colors[l];
-      if (c) rgb = [Math.round(0.45 * c[0] + 0.55 * v), Math.round(0.45 * c[1] + 0.55 * v), Math.round(0.45 * c[2] + 0.55 * v)];
-      // nucleus outline, so the false positives are easy to place
       const yy = Math.floor(y / scale);
       const xx = Math.floor(x / scale);
-      const inN = cube.nucleus[i]!;
-      const edge = inN && (yy === 0 || xx === 0 || yy === Y - 1 || xx === X - 1 || !cube.nucleus[i - 1] || !cube.nucleus[i + 1] || !cube.nucleus[i - X] || !cube.nucleus[i + X]);
-      if (labels && edge) rgb = [60, 90, 255];
-      img.rgb.set(rgb, (y * X * scale + x) * 3);
+      const i = yy * X + xx;
+      const edge = n[i] && (yy === 0 || xx === 0 || yy === Y - 1 || xx === X - 1 || !n[i - 1] || !n[i + 1] || !n[i - X] || !n[i + X]);
+      if (edge) img.rgb.set([60, 90, 255], (y * X * scale + x) * 3);
     }
   }
   return img;
