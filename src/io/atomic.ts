@@ -87,6 +87,43 @@ export function checkOutputPath(target: string, guard: OutputGuard = {}): void {
   }
 }
 
+function outputAppeared(target: string): LazyLabelError {
+  return new LazyLabelError(`output ${target} appeared while writing`, { code: 'output-exists', exitCode: 2, hint: 'another process wrote it; pass --force to replace it' });
+}
+
+/**
+ * Move a finished temporary to `target` only if `target` does not exist, atomically: a hard link fails
+ * with EEXIST when another process got there first (an exists-check followed by a rename would let two
+ * concurrent runs both "win" and the later one silently replace the earlier output).
+ */
+function publishExclusive(tmp: string, target: string): void {
+  try {
+    fs.linkSync(tmp, target);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw outputAppeared(target);
+    // file systems without hard links: the best we can do is check, then rename
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV' && code !== 'EMLINK') throw e;
+    if (fs.existsSync(target)) throw outputAppeared(target);
+    fs.renameSync(tmp, target);
+    return;
+  }
+  fs.rmSync(tmp, { force: true });
+}
+
+/** Make a rename durable: fsync the folder entry too (best effort; not every platform can open a folder). */
+function fsyncDir(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // Windows and some file systems refuse: the rename itself is still atomic
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
 /**
  * Produce `target` through `write(tmpPath)`: the target is either untouched or the complete new file.
  * A failure or exception removes the temporary.
@@ -105,11 +142,12 @@ export async function writeAtomically<T>(target: string, guard: OutputGuard, wri
     const fd = fs.openSync(tmp, 'r');
     fs.fsyncSync(fd);
     fs.closeSync(fd);
-    // re-check right before renaming: another process may have created the target meanwhile
-    if (!guard.force && fs.existsSync(target)) {
-      throw new LazyLabelError(`output ${target} appeared while writing`, { code: 'output-exists', exitCode: 2, hint: 'another process wrote it; pass --force to replace it' });
+    if (guard.force) {
+      fs.renameSync(tmp, target); // atomic replace: readers see the old file or the new one
+    } else {
+      publishExclusive(tmp, target);
     }
-    fs.renameSync(tmp, target);
+    fsyncDir(path.dirname(path.resolve(target)));
     return result;
   } catch (e) {
     cleanup();

@@ -44,23 +44,29 @@ export function resolveExternal(referrer: string, target: string): string {
   return path.isAbsolute(target) ? target : path.resolve(path.dirname(referrer), target);
 }
 
+function kindOf(p: string): 'file' | 'folder' | 'missing' {
+  try {
+    return fs.statSync(p).isDirectory() ? 'folder' : 'file';
+  } catch {
+    return 'missing';
+  }
+}
+
 /**
  * Run `fn` (an h5wasm call) with `fs.openSync` limited to the policy: a refused open fails inside
  * libhdf5 with EACCES (so the HDF5 call fails cleanly), and the refused paths are returned.
  */
 export function confined<T>(policy: AccessPolicy, fn: () => T): { value?: T; error?: unknown; refused: string[] } {
   const refused: string[] = [];
-  if (policy.allowExternal) {
-    try {
-      return { value: fn(), refused };
-    } catch (error) {
-      return { error, refused };
-    }
-  }
   const original = fs.openSync;
   (fs as { openSync: typeof fs.openSync }).openSync = ((p: fs.PathLike, ...rest: unknown[]) => {
     const target = typeof p === 'string' ? p : p instanceof URL ? p.pathname : p.toString();
-    if (!isInside(target, policy.allowedDirs)) {
+    const kind = kindOf(target);
+    if (kind !== 'file') {
+      // libhdf5 probes plugin folders (missing filters) and candidate paths: never load code, never count a probe
+      throw Object.assign(new Error(`ENOENT: lazylabel lets libhdf5 open files only (${target})`), { code: 'ENOENT' });
+    }
+    if (!policy.allowExternal && !isInside(target, policy.allowedDirs)) {
       if (!refused.includes(path.resolve(target))) refused.push(path.resolve(target));
       // emscripten's NODERAWFS turns a Node error code into an errno for libhdf5
       throw Object.assign(new Error(`EACCES: refused by lazylabel, ${target} is outside the allowed folders`), { code: 'EACCES' });

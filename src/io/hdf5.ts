@@ -1,8 +1,10 @@
 /** HDF5 access on real paths through h5wasm's Node build: read-only sources, slab reads, streamed chunked writes. */
 import fs from 'node:fs';
+import nodePath from 'node:path';
 import h5wasm from 'h5wasm/node';
-import type { Dataset as H5Dataset, File as H5FileHandle, Group as H5Group } from 'h5wasm/node';
-import { LazyLabelError } from '../errors.js';
+import type { Dataset as H5Dataset, File as H5FileHandle, Group as H5Group, Metadata } from 'h5wasm/node';
+import { isLazyLabelError, LazyLabelError } from '../errors.js';
+import { allowExternalFromEnv, canonicalPath, confined, isInside, resolveExternal, type AccessPolicy } from './guard.js';
 import { describeH5Type, dtypeFromH5, H5_TYPE_STRING, type DType, type DTypeName, type NumericArray } from './dtype.js';
 
 export interface DatasetInfo {
@@ -113,34 +115,142 @@ function readShape(ds: H5Dataset): number[] {
   return ds.shape ?? [];
 }
 
+/** Options for `H5Source.open`. */
+export interface H5OpenOptions {
+  /**
+   * Follow external links, virtual-dataset sources and external storage wherever they point. Default:
+   * refuse those outside the file's own folder and `allowedDirs` (the environment variable
+   * `LAZYLABEL_ALLOW_EXTERNAL=1`, which the CLI's `--allow-external` sets, changes the default).
+   */
+  allowExternal?: boolean;
+  /** Folders external references may point into besides the file's own folder (e.g. the manifest's folder). */
+  allowedDirs?: string[];
+  /** Size limits, overriding `READ_LIMITS` one by one. */
+  limits?: Partial<ReadLimits>;
+}
+
+/** Sizes checked before anything is allocated, so a damaged or hostile header cannot exhaust memory or time. */
+export interface ReadLimits {
+  /** Largest single read (slab or box) in bytes. h5wasm's heap stops at 2 GiB and a read holds a copy there. */
+  maxReadBytes: number;
+  /** Largest `readAll` (meant for small datasets such as `info`). */
+  maxSmallReadBytes: number;
+  /** Attributes larger than this are skipped by `attrs`. */
+  maxAttrBytes: number;
+  /** A dataset may declare this many bytes whatever the size of the file that stores it. */
+  freeDeclaredBytes: number;
+  /**
+   * Beyond `freeDeclaredBytes`, a dataset may declare at most this many times the bytes of the files that
+   * store it (gzip stops near 1000:1; only never-written chunks go further, i.e. an empty or damaged header).
+   */
+  maxDeclaredRatio: number;
+}
+
+export const READ_LIMITS: Readonly<ReadLimits> = Object.freeze({
+  maxReadBytes: 1024 * 1024 * 1024,
+  maxSmallReadBytes: 16 * 1024 * 1024,
+  maxAttrBytes: 16 * 1024 * 1024,
+  freeDeclaredBytes: 256 * 1024 * 1024,
+  maxDeclaredRatio: 65536,
+});
+
+/** Filters compiled into h5wasm's libhdf5: deflate, shuffle, fletcher32, szip, n-bit, scale-offset. */
+const BUILTIN_FILTERS = new Set([1, 2, 3, 4, 5, 6]);
+
+const fmtShape = (s: readonly number[]): string => `(${s.join(', ')})`;
+
+/** Bytes in human units, for messages. */
+export function formatBytes(n: number): string {
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} bytes` : `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[u]}`;
+}
+
+const fileSize = (p: string): number => {
+  try {
+    return fs.statSync(p).size;
+  } catch {
+    return 0;
+  }
+};
+
+/** A resolved dataset and the files its data lives in (for the declared-size check). */
+interface Resolved {
+  ds: H5Dataset;
+  meta: Metadata;
+  storage: string[];
+}
+
 /** A read-only HDF5 file. Always close it (use `withH5`). */
 export class H5Source {
-  private constructor(readonly path: string, private readonly handle: H5FileHandle) {}
+  private readonly resolved = new Map<string, Resolved>();
 
-  static async open(path: string): Promise<H5Source> {
+  private constructor(
+    readonly path: string,
+    private readonly handle: H5FileHandle,
+    private readonly policy: AccessPolicy,
+    private readonly limits: ReadLimits,
+  ) {}
+
+  static async open(path: string, options: H5OpenOptions = {}): Promise<H5Source> {
     await initHdf5();
     assertHdf5File(path);
+    const policy: AccessPolicy = {
+      allowExternal: options.allowExternal ?? allowExternalFromEnv(),
+      allowedDirs: [...new Set([nodePath.dirname(nodePath.resolve(path)), nodePath.dirname(canonicalPath(path)), ...(options.allowedDirs ?? []).map((d) => nodePath.resolve(d))])],
+    };
+    const limits = { ...READ_LIMITS, ...options.limits };
+    let refused: string[] = [];
     const opened = withDiagnostics(() => {
-      const f = new h5wasm.File(path, 'r');
-      f.keys(); // h5wasm returns a dead handle instead of throwing: touch it to find out
-      return f;
-    });
-    if (opened.error !== undefined || opened.diagnostics.length > 0) {
-      throw new LazyLabelError(`cannot open HDF5 file: ${explainDiagnostics(opened.diagnostics)}`, {
-        code: 'corrupt', file: path, hint: 'the file is truncated or damaged; re-export it from its source',
+      const c = confined(policy, () => {
+        const f = new h5wasm.File(path, 'r');
+        f.keys(); // h5wasm returns a dead handle instead of throwing: touch it to find out
+        return f;
       });
+      refused = c.refused;
+      if (c.error !== undefined) throw c.error;
+      return c.value!;
+    });
+    if (opened.error === undefined && opened.diagnostics.length === 0 && refused.length === 0) {
+      return new H5Source(path, opened.value!, policy, limits);
     }
-    return new H5Source(path, opened.value!);
+    if (opened.value) withDiagnostics(() => opened.value!.close());
+    if (refused.length) throw refusedError(path, undefined, refused, policy);
+    if (isWasmTrap(opened.error)) throw wasmFailure(path, undefined, opened.error);
+    const detail = opened.diagnostics.length ? explainDiagnostics(opened.diagnostics) : errorText(opened.error);
+    throw new LazyLabelError(`cannot open HDF5 file: ${detail}`, {
+      code: 'corrupt', file: path, hint: 'the file is truncated or damaged; re-export it from its source',
+    });
   }
 
   close(): void {
     withDiagnostics(() => this.handle.close());
   }
 
+  /**
+   * Every h5wasm call goes through here: libhdf5's diagnostics are captured, the files it may open are
+   * confined to the policy, and whatever it throws becomes a LazyLabelError naming file and dataset.
+   */
   private call<T>(what: string, dataset: string | undefined, fn: () => T): T {
-    const r = withDiagnostics(fn);
-    if (r.error !== undefined || (r.value === undefined && r.diagnostics.length > 0)) {
-      const detail = r.diagnostics.length ? explainDiagnostics(r.diagnostics) : String((r.error as Error)?.message ?? r.error);
+    let refused: string[] = [];
+    const r = withDiagnostics(() => {
+      const c = confined(this.policy, fn);
+      refused = c.refused;
+      if (c.error !== undefined) throw c.error;
+      return c.value as T;
+    });
+    if (isLazyLabelError(r.error)) throw r.error;
+    if (refused.length) throw refusedError(this.path, dataset, refused, this.policy);
+    if (isWasmTrap(r.error)) throw wasmFailure(this.path, dataset, r.error);
+    // libhdf5 printed an error: the call failed even when h5wasm returned something (a failed H5Dread
+    // leaves the buffer uninitialised, and h5wasm ignores the status)
+    if (r.error !== undefined || r.diagnostics.length > 0) {
+      const detail = r.diagnostics.length ? explainDiagnostics(r.diagnostics) : errorText(r.error);
       throw new LazyLabelError(`${what} failed: ${detail}`, {
         code: 'corrupt', file: this.path, dataset, hint: 'the file is truncated or damaged; re-export it from its source',
       });
@@ -148,17 +258,34 @@ export class H5Source {
     return r.value as T;
   }
 
+  /** Is `target` (a path named inside this file) somewhere libhdf5 may go? */
+  private allowed(target: string): boolean {
+    return this.policy.allowExternal || isInside(target, this.policy.allowedDirs);
+  }
+
+  /** An external link, as `{ file, object }`, or null for any other kind of link. */
+  private externalLink(group: H5Group, fullPath: string): { file: string; object: string } | null {
+    const link = group.get_external_link(fullPath) as { filename?: string; obj_path?: string } | undefined;
+    return link?.filename !== undefined ? { file: link.filename, object: link.obj_path ?? '/' } : null;
+  }
+
   /** Every dataset in the file, depth first, following each group once (recursive links cannot loop). */
   listDatasets(): DatasetListing[] {
     return this.call('listing datasets', undefined, () => {
       const out: DatasetListing[] = [];
-      // Depth and count limits: hard links can make a group its own descendant.
+      // Depth and count limits: hard and soft links can make a group its own descendant.
       let visited = 0;
       const walk = (group: H5Group, prefix: string, depth: number): void => {
         if (depth > 16) return;
         for (const name of group.keys()) {
-          if (++visited > 100_000) return;
+          if (++visited > 20_000) return;
           const key = prefix ? `${prefix}/${name}` : name;
+          const link = this.externalLink(group, `/${key}`);
+          if (link) {
+            // listed, never followed: a listing must not open other files
+            out.push({ key, shape: [], typeName: `external link to ${link.file}:${link.object}` });
+            continue;
+          }
           const entity = group.get(name);
           if (entity instanceof h5wasm.Group) walk(entity, key, depth + 1);
           else if (entity instanceof h5wasm.Dataset) out.push({ key, shape: readShape(entity), typeName: describeH5Type(entity.metadata) });
@@ -169,20 +296,73 @@ export class H5Source {
     });
   }
 
-  private dataset(key: string): H5Dataset | null {
-    return this.call('opening dataset', key, () => {
+  /** Resolve a dataset path part by part, refusing external links that leave the allowed folders. */
+  private resolve(key: string): Resolved | null {
+    const cached = this.resolved.get(key);
+    if (cached) return cached;
+    const found = this.call('opening dataset', key, (): Resolved | null => {
       const parts = key.split('/').filter(Boolean);
       let group: H5Group = this.handle;
+      let storage = this.path;
       for (let i = 0; i < parts.length; i++) {
         const name = parts[i]!;
+        const fullPath = `/${parts.slice(0, i + 1).join('/')}`;
         if (!group.keys().includes(name)) return null;
+        const link = this.externalLink(group, fullPath);
+        if (link) {
+          const target = resolveExternal(storage, link.file);
+          if (!this.allowed(target)) {
+            throw refusedError(this.path, key, [target], this.policy, `'${fullPath}' is an external link to ${link.file}:${link.object}`);
+          }
+          if (!fs.existsSync(target)) {
+            throw new LazyLabelError(`'${fullPath}' is an external link to ${link.file}:${link.object}, but ${target} does not exist`, {
+              code: 'link-broken', file: this.path, dataset: key, hint: 'put the linked file there, or store the data in this file',
+            });
+          }
+          storage = target;
+        }
         const entity = group.get(name);
-        if (i === parts.length - 1) return entity instanceof h5wasm.Dataset ? entity : null;
+        const broken = entity as unknown as { type?: string; target?: string } | null;
+        if (broken?.type === 'BrokenSoftLink') {
+          throw new LazyLabelError(`'${fullPath}' is a soft link to '${broken.target}', which does not exist`, {
+            code: 'link-broken', file: this.path, dataset: key, hint: 'the file refers to a dataset it does not hold; re-export it from its source',
+          });
+        }
+        if (i === parts.length - 1) {
+          if (!(entity instanceof h5wasm.Dataset)) return null;
+          const meta = entity.metadata;
+          return { ds: entity, meta, storage: [storage, ...this.virtualSources(key, storage, meta)] };
+        }
         if (!(entity instanceof h5wasm.Group)) return null;
         group = entity;
       }
       return null;
     });
+    if (found) this.resolved.set(key, found);
+    return found;
+  }
+
+  /** Source files of a virtual dataset: each must be allowed and present (a missing one would silently read as fill values). */
+  private virtualSources(key: string, storage: string, meta: Metadata): string[] {
+    const files: string[] = [];
+    for (const src of meta.virtual_sources ?? []) {
+      if (src.file_name === '.') continue; // a source inside this same file
+      const target = resolveExternal(storage, src.file_name);
+      if (!this.allowed(target)) {
+        throw refusedError(this.path, key, [target], this.policy, `virtual dataset reads from ${src.file_name}:${src.dset_name}`);
+      }
+      if (!fs.existsSync(target)) {
+        throw new LazyLabelError(`virtual dataset reads from ${src.file_name}:${src.dset_name}, but ${target} does not exist (its voxels would silently read as the fill value)`, {
+          code: 'link-broken', file: this.path, dataset: key, hint: 'put the source file there, or store the data in this file',
+        });
+      }
+      if (!files.includes(target)) files.push(target);
+    }
+    return files;
+  }
+
+  private dataset(key: string): H5Dataset | null {
+    return this.resolve(key)?.ds ?? null;
   }
 
   has(key: string): boolean {
@@ -190,43 +370,99 @@ export class H5Source {
   }
 
   /** Open a dataset or fail with the list of datasets that do exist. */
-  private require(key: string): H5Dataset {
-    const ds = this.dataset(key);
-    if (!ds) {
+  private require(key: string): Resolved {
+    const r = this.resolve(key);
+    if (!r) {
       const existing = this.listDatasets().map((d) => d.key);
       throw new LazyLabelError(`dataset not found`, {
         code: 'dataset-missing', file: this.path, dataset: key,
         hint: existing.length ? `datasets in this file: ${existing.join(', ')}; pass the right one with the key option or path:key` : 'the file holds no datasets',
       });
     }
-    return ds;
+    this.assertPlausible(key, r);
+    return r;
+  }
+
+  /**
+   * Refuse declared sizes no file can back: dimensions that are not exact integers, more elements than
+   * 2^53, or (beyond `freeDeclaredBytes`) more than `maxDeclaredRatio` times the bytes stored. Streaming
+   * such a dataset would take hours of fill values; it is a damaged header or a hostile file.
+   */
+  private assertPlausible(key: string, r: Resolved): void {
+    const shape = r.meta.shape ?? [];
+    const elemBytes = Math.max(1, r.meta.size ?? 1);
+    const fail = (why: string, hint: string): never => {
+      throw new LazyLabelError(`dataset declares shape ${fmtShape(shape)} of ${describeH5Type(r.meta)}: ${why}`, { code: 'implausible-size', file: this.path, dataset: key, hint });
+    };
+    if (!shape.every((n) => Number.isSafeInteger(n) && n >= 0)) fail('a dimension is not a valid size', 'the header is damaged; re-export the file from its source');
+    const elements = shape.reduce((a, b) => a * b, 1);
+    if (elements > Number.MAX_SAFE_INTEGER) fail(`${elements.toExponential(2)} elements, more than can be counted exactly`, 'the header is damaged; re-export the file from its source');
+    const declared = elements * elemBytes;
+    if (declared <= this.limits.freeDeclaredBytes) return;
+    const stored = r.storage.reduce((a, f) => a + fileSize(f), 0);
+    if (declared > stored * this.limits.maxDeclaredRatio) {
+      fail(`${formatBytes(declared)} of data, but the file${r.storage.length > 1 ? 's' : ''} holding it ${r.storage.length > 1 ? 'have' : 'has'} only ${formatBytes(stored)}`,
+        'a volume that sparse is a damaged header or chunks that were never written; re-export it, or write its ignore value (-1) explicitly');
+    }
+  }
+
+  /** Refuse a read larger than `limit` bytes before anything is allocated. */
+  private assertReadSize(key: string, r: Resolved, counts: number[], what: string, limit: number, hint: string): void {
+    const bytes = counts.reduce((a, b) => a * Math.max(0, b), 1) * Math.max(1, r.meta.size ?? 1);
+    if (bytes > limit) {
+      throw new LazyLabelError(`${what} of shape ${fmtShape(r.meta.shape ?? [])} ${describeH5Type(r.meta)} needs ${formatBytes(bytes)}, more than the ${formatBytes(limit)} one read may take`, {
+        code: 'too-large', file: this.path, dataset: key, hint,
+      });
+    }
+  }
+
+  /** A data read; a failure on a dataset compressed with a filter this build lacks says so instead of "damaged". */
+  private read<T>(key: string, r: Resolved, fn: () => T): T {
+    try {
+      return this.call('reading data', key, fn);
+    } catch (e) {
+      if (!isLazyLabelError(e) || e.code !== 'corrupt') throw e;
+      let filters: { id: number; name: string }[] = [];
+      try {
+        filters = this.call('reading filters', key, () => r.ds.filters);
+      } catch {
+        throw e;
+      }
+      const missing = filters.filter((f) => !BUILTIN_FILTERS.has(f.id));
+      if (!missing.length) throw e;
+      throw new LazyLabelError(`the data is compressed with ${missing.map((f) => `${f.name || 'an unnamed filter'} (HDF5 filter ${f.id})`).join(', ')}, which lazylabel cannot decode`, {
+        code: 'unsupported-filter', file: this.path, dataset: key, hint: 'rewrite it with gzip, e.g. h5repack -f GZIP=4 in.h5 out.h5, or h5py compression="gzip"',
+      });
+    }
   }
 
   info(key: string): DatasetInfo {
-    const ds = this.require(key);
-    return this.call('reading dataset metadata', key, () => {
-      const meta = ds.metadata;
-      return {
-        file: this.path,
-        key,
-        shape: readShape(ds),
-        dtype: dtypeFromH5(meta),
-        typeName: describeH5Type(meta),
-        chunks: meta.chunks ?? null,
-        filters: ds.filters.map((f) => f.name),
-      };
-    });
+    const r = this.require(key);
+    return this.call('reading dataset metadata', key, () => ({
+      file: this.path,
+      key,
+      shape: r.meta.shape ?? [],
+      dtype: dtypeFromH5(r.meta),
+      typeName: describeH5Type(r.meta),
+      chunks: r.meta.chunks ?? null,
+      filters: r.ds.filters.map((f) => f.name),
+    }));
   }
 
   /** Attributes with their stored element types kept (typed arrays stay typed), so copying them round-trips. */
   attrs(key: string): Record<string, unknown> {
-    const ds = this.require(key);
+    const { ds } = this.require(key);
     return this.call('reading attributes', key, () => {
       const out: Record<string, unknown> = {};
-      for (const name of Object.keys(ds.attrs)) {
+      const all = ds.attrs;
+      for (const name of Object.keys(all)) {
         try {
+          const meta = all[name]!.metadata;
+          // a damaged attribute header can declare gigabytes: skip it like an undecodable one
+          if ((meta.total_size ?? 0) * Math.max(1, meta.size ?? 1) > this.limits.maxAttrBytes) continue;
           out[name] = ds.get_attribute(name, false);
-        } catch {
+        } catch (e) {
+          if (isWasmTrap(e)) throw e;
           // an attribute of a type h5wasm cannot decode is skipped, not fatal
         }
       }
@@ -239,8 +475,14 @@ export class H5Source {
    * 64-bit integers are widened to float64: exact for every value a label volume can hold (|v| < 2^53).
    */
   readSlab(key: string, start: number, end: number): NumericArray {
-    const ds = this.require(key);
-    const data = this.call('reading data', key, () => (readShape(ds).length === 0 ? ds.value : ds.slice([[start, end]])));
+    const r = this.require(key);
+    const shape = r.meta.shape ?? [];
+    if (shape.length > 0) {
+      const rows = Math.max(0, Math.min(end, shape[0]!) - Math.max(0, start));
+      this.assertReadSize(key, r, [rows, ...shape.slice(1)], rows === 1 ? 'one row' : `rows ${start}..${end}`, this.limits.maxReadBytes,
+        rows <= 1 ? 'a single row along the first axis is too big to stream; store the volume with a smaller extent on the trailing axes' : 'use a smaller --slab-mb');
+    }
+    const data = this.read(key, r, () => (shape.length === 0 ? r.ds.value : r.ds.slice([[start, end]])));
     return toNumericArray(data, this.path, key);
   }
 
@@ -249,18 +491,51 @@ export class H5Source {
    * 64-bit integers are widened to float64, as in `readSlab`.
    */
   readBox(key: string, starts: number[], ends: number[]): NumericArray {
-    const ds = this.require(key);
-    const data = this.call('reading data', key, () => ds.slice(starts.map((s, i): [number, number] => [s, ends[i]!])));
+    const r = this.require(key);
+    const shape = r.meta.shape ?? [];
+    const counts = shape.map((n, i) => Math.max(0, Math.min(ends[i] ?? n, n) - Math.max(0, starts[i] ?? 0)));
+    this.assertReadSize(key, r, counts, 'a box', this.limits.maxReadBytes, 'read smaller boxes (smaller tiles or patches)');
+    const data = this.read(key, r, () => r.ds.slice(starts.map((s, i): [number, number] => [s, ends[i]!])));
     return toNumericArray(data, this.path, key);
   }
 
-  /** Read a small dataset whole (e.g. `info`). */
+  /** Read a small dataset whole (e.g. `info`); anything over `maxSmallReadBytes` (16 MiB by default) is refused. */
   readAll(key: string): { shape: number[]; data: NumericArray; dtype: DType | null } {
-    const ds = this.require(key);
-    const shape = readShape(ds);
-    const data = this.call('reading data', key, () => ds.value);
-    return { shape, data: toNumericArray(data, this.path, key), dtype: dtypeFromH5(ds.metadata) };
+    const r = this.require(key);
+    const shape = r.meta.shape ?? [];
+    this.assertReadSize(key, r, shape, 'the whole dataset', this.limits.maxSmallReadBytes, 'this dataset should be small (like info, shape (2, n_lab)); is it the right one?');
+    const data = this.read(key, r, () => r.ds.value);
+    return { shape, data: toNumericArray(data, this.path, key), dtype: dtypeFromH5(r.meta) };
   }
+}
+
+function errorText(e: unknown): string {
+  const text = e instanceof Error ? e.message : String(e);
+  // one line, whatever the library put in its message
+  return text.split('\n')[0]!.trim() || 'unknown HDF5 error';
+}
+
+function refusedError(file: string, dataset: string | undefined, targets: string[], policy: AccessPolicy, what?: string): LazyLabelError {
+  const where = policy.allowedDirs.length === 1 ? `the allowed folder ${policy.allowedDirs[0]}` : `the allowed folders (${policy.allowedDirs.join(', ')})`;
+  const head = what ? `${what}, outside ${where}` : `refers to ${targets.join(', ')}, outside ${where}`;
+  return new LazyLabelError(`${head}: refused`, {
+    code: 'external-refused', file, dataset,
+    hint: 'external links, virtual datasets and external storage are followed only inside the file\'s folder; pass --allow-external if you trust this file',
+  });
+}
+
+/** A trap or abort inside the wasm module (WebAssembly.RuntimeError: unreachable, out of bounds, Aborted(...)). */
+function isWasmTrap(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'RuntimeError' || /^Aborted\(/.test(e.message));
+}
+
+/** libhdf5 aborted or trapped inside wasm: the module cannot be trusted for further files in this process. */
+let wasmBroken: string | null = null;
+function wasmFailure(file: string, dataset: string | undefined, e: unknown): LazyLabelError {
+  wasmBroken ??= errorText(e);
+  return new LazyLabelError(`libhdf5 failed inside WebAssembly: ${errorText(e)}`, {
+    code: 'corrupt', file, dataset, hint: 'the file is damaged; re-export it from its source',
+  });
 }
 
 /** h5wasm type string for a typed-array attribute value, or null for anything else. */

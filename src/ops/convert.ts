@@ -1,7 +1,8 @@
 /** `convert`: stream masks or class volumes into a -1-ignored int16 label volume with `info`, re-check it, and optionally register it in a manifest (library entry point). */
 import path from 'node:path';
 import { LazyLabelError, usageError } from '../errors.js';
-import { H5Sink, H5Source, defaultChunks, type DatasetInfo } from '../io/hdf5.js';
+import { H5Sink, defaultChunks, type DatasetInfo } from '../io/hdf5.js';
+import type { VolumeReader } from '../io/volume.js';
 import { checkOutputPath, writeAtomically, writeTextAtomically } from '../io/atomic.js';
 import { slabs, rowsPerSlab, DEFAULT_SLAB_MB } from '../core/slabs.js';
 import { rawSpatialShape } from '../core/checkRules.js';
@@ -14,7 +15,7 @@ import {
 } from '../core/convert.js';
 import { checkCube, type FileReport } from './check.js';
 import { requireManifest } from './manifestFile.js';
-import { slabBytesPerVoxel, type ScanOptions } from './scan.js';
+import { openLabelVolume, slabBytesPerVoxel, type ScanOptions } from './scan.js';
 import { noProgress } from './progress.js';
 import type { NumericArray } from '../io/dtype.js';
 import { VERSION } from '../version.js';
@@ -287,29 +288,30 @@ export function assertManifestUpdatable(m: Manifest, json: Record<string, unknow
 interface OpenInput {
   ref: VolumeInput;
   role: ConvertInputReport['role'];
-  src: H5Source;
-  meta: DatasetInfo;
+  /** Any format openVolume reads: HDF5, zarr, N5, TIFF stack, PNG folder. */
+  vol: VolumeReader;
+  meta: Pick<DatasetInfo, 'shape' | 'dtype' | 'typeName'>;
 }
 
 function describeInput(i: OpenInput): ConvertInputReport {
   return { role: i.role, file: i.ref.file, dataset: i.ref.key, shape: i.meta.shape, dtype: i.meta.typeName };
 }
 
-/** Open each distinct file once (mask and classes often share one file). */
-async function openAll(refs: { ref: VolumeInput; role: ConvertInputReport['role'] }[], sources: Map<string, H5Source>): Promise<OpenInput[]> {
+/** Open each input volume (mask and classes often share one file; each is its own reader). */
+async function openAll(refs: { ref: VolumeInput; role: ConvertInputReport['role'] }[], sources: Map<string, VolumeReader>): Promise<OpenInput[]> {
   const out: OpenInput[] = [];
   for (const { ref, role } of refs) {
-    const id = path.resolve(ref.file);
-    let src = sources.get(id);
-    if (!src) {
-      src = await H5Source.open(ref.file);
-      sources.set(id, src);
+    const id = `${path.resolve(ref.file)}:${ref.key}`;
+    let vol = sources.get(id);
+    if (!vol) {
+      vol = await openLabelVolume(ref.file, ref.key);
+      sources.set(id, vol);
     }
-    const meta = src.info(ref.key);
+    const meta = { shape: vol.shape, dtype: vol.dtype, typeName: vol.typeName };
     if (!meta.dtype) {
       throw new LazyLabelError(`the ${role} volume is stored as ${meta.typeName}`, { code: Codes.labelDtypeUnsupported, file: ref.file, dataset: ref.key, hint: 'masks and class volumes must be integer, boolean or float arrays' });
     }
-    out.push({ ref, role, src, meta });
+    out.push({ ref, role, vol, meta });
   }
   return out;
 }
@@ -367,7 +369,7 @@ function inheritedAttrs(inputs: Map<string, OpenInput>): Record<string, unknown>
   const attrs: Record<string, unknown> = {};
   for (const role of ['like', 'mask', 'classes'] as const) {
     const i = inputs.get(role);
-    if (i) Object.assign(attrs, i.src.attrs(i.ref.key));
+    if (i) Object.assign(attrs, i.vol.attrs());
   }
   delete attrs.lazylabel;
   return attrs;
@@ -394,7 +396,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     assertManifestUpdatable(plan.manifest, manifestWithCube(plan.manifest, o.cubeName, o.output, plan.outKey, plan.raw, true).json);
   }
 
-  const sources = new Map<string, H5Source>();
+  const sources = new Map<string, VolumeReader>();
   let written: { shape: number[]; chunks: number[]; slabCount: number; tally: ConvertTallyResult; info: ConvertInfo; attrsCopied: string[]; inputs: ConvertInputReport[]; partShape: number[]; shardInfo?: ShardInfo };
   try {
     const wanted: { ref: VolumeInput; role: ConvertInputReport['role'] }[] = [];
@@ -438,21 +440,21 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
         const tally = new ConvertTally(plan.nLab);
         let slabCount = 0;
         for (const slab of slabs(partShape, bytesPerVoxel, slabMB, chunks[0])) {
-          const read = (i: OpenInput): NumericArray => i.src.readSlab(i.ref.key, rows.start + slab.start, rows.start + slab.end);
+          const read = (i: OpenInput): Promise<NumericArray> => i.vol.readSlab(rows.start + slab.start, rows.start + slab.end);
           let out: Int16Array;
           switch (plan.mode) {
             case 'mask-classes':
-              out = mapMaskClasses(read(mask!), read(classes!), tally);
+              out = mapMaskClasses(await read(mask!), await read(classes!), tally);
               break;
             case 'mask-fill':
-              out = mapMaskFill(read(mask!), plan.fillClass!, tally);
+              out = mapMaskFill(await read(mask!), plan.fillClass!, tally);
               break;
             case 'all-ignore':
               out = mapAllIgnore((slab.end - slab.start) * rowVoxels, tally);
               break;
             case 'ignore-value':
             case 'unlabeled-value':
-              out = mapMarkerValue(read(classes!), plan.marker!, plan.shift, tally);
+              out = mapMarkerValue(await read(classes!), plan.marker!, plan.shift, tally);
               break;
           }
           writer!.write(out);

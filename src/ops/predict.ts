@@ -1,7 +1,9 @@
 /** `predict`: tiled inference with cropped overlaps, streamed to chunked HDF5 (probabilities + argmax), bounded memory. */
 import type * as tfType from '@tensorflow/tfjs';
 import { LazyLabelError, usageError } from '../errors.js';
-import { H5Sink, H5Source } from '../io/hdf5.js';
+import { H5Sink } from '../io/hdf5.js';
+import type { VolumeReader } from '../io/volume.js';
+import { openLabelVolume } from './scan.js';
 import { writeAtomically } from '../io/atomic.js';
 import { rawSpatialShape } from '../core/checkRules.js';
 import { tilesInRow, volumeTiles, type Tile } from '../core/tiles.js';
@@ -92,14 +94,14 @@ export interface PredictReport {
 }
 
 /** Read one input window (zero-padded past the volume) as channels-last float32, scaled like training. */
-function readWindow(src: H5Source, key: string, tile: Tile, spatial: number[], channelsFirst: boolean, nCh: number, divisor: number): Float32Array {
+async function readWindow(src: VolumeReader, tile: Tile, spatial: number[], channelsFirst: boolean, nCh: number, divisor: number): Promise<Float32Array> {
   const dims = spatial.length;
   const lo = tile.inStart;
   const hi = tile.inStart.map((s, i) => Math.min(s + tile.size[i]!, spatial[i]!));
   const readShape = hi.map((h, i) => h - lo[i]!);
   const starts = channelsFirst ? [0, ...lo] : lo;
   const ends = channelsFirst ? [nCh, ...hi] : hi;
-  const data = src.readBox(key, starts, ends);
+  const data = await src.readBox(starts, ends);
   const out = new Float32Array(tile.size.reduce((a, b) => a * b, 1) * nCh);
   const readVox = readShape.reduce((a, b) => a * b, 1);
   // strides of the padded window (voxel-major, channels last)
@@ -144,9 +146,10 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
   const rawKey = opts.rawKey ?? 'raw';
   const probsKey = opts.probsKey ?? 'probs';
   const labelKey = opts.labelKey ?? 'lab';
-  const src = await H5Source.open(opts.raw);
+  // any format openVolume reads (HDF5, zarr, N5, TIFF stack, PNG folder)
+  const src = await openLabelVolume(opts.raw, rawKey);
   try {
-    const info = src.info(rawKey);
+    const info = { shape: src.shape, dtype: src.dtype, typeName: src.typeName };
     if (!info.dtype || info.dtype.kind === 'bool') throw new LazyLabelError(`raw data is ${info.typeName}`, { code: 'bad-dtype', file: opts.raw, dataset: rawKey, hint: 'raw must be an integer or float volume' });
     const spatial = rawSpatialShape(info.shape, dims);
     if (!spatial) throw new LazyLabelError(`raw shape (${info.shape.join(', ')}) is not ${dims}-D or channels-first ${dims + 1}-D`, { code: 'raw-ndim', file: opts.raw, dataset: rawKey, hint: `the model was trained on ${dims}-D cubes` });
@@ -194,7 +197,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
             const group = tiles.slice(b, b + batchSize);
             const tileVox = tile.reduce((p, q) => p * q, 1);
             const input = new Float32Array(group.length * tileVox * nCh);
-            group.forEach((t, i) => input.set(readWindow(src, rawKey, t, spatial, channelsFirst, nCh, divisor), i * tileVox * nCh));
+            for (const [i, t] of group.entries()) input.set(await readWindow(src, t, spatial, channelsFirst, nCh, divisor), i * tileVox * nCh);
             const out = tf.tidy(() => model.predict(tf.tensor(input, [group.length, ...tile, nCh], 'float32')) as tfType.Tensor);
             const values = (await out.data()) as Float32Array;
             out.dispose();

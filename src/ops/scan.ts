@@ -1,6 +1,7 @@
 /** Gather the facts about one label cube from disk: label metadata, a slab-by-slab tally, `info`, raw shape. */
 import { isLazyLabelError, LazyLabelError } from '../errors.js';
-import { H5Source, withH5 } from '../io/hdf5.js';
+import type { H5Source } from '../io/hdf5.js';
+import { openVolume, type VolumeReader } from '../io/volume.js';
 import type { CubeFacts } from '../core/checkRules.js';
 import { LabelTally } from '../core/labelTally.js';
 import type { RawInfo } from '../core/infoMask.js';
@@ -27,23 +28,57 @@ export function slabBytesPerVoxel(bytes: number): number {
   return 2 * bytes + (bytes === 8 ? 8 : 0);
 }
 
-/** Stream the label dataset through a LabelTally, one slab at a time. */
-export function tallyLabels(src: H5Source, key: string, nLab: number, opts: ScanOptions = {}): ReturnType<LabelTally['result']> {
-  const meta = src.info(key);
-  if (!meta.dtype) throw new Error(`cannot tally ${meta.typeName}`);
+/** Stream a label volume through a LabelTally, one slab at a time (any format: HDF5, zarr, N5, TIFF, PNG). */
+export async function tallyLabels(vol: VolumeReader, nLab: number, opts: ScanOptions = {}): Promise<ReturnType<LabelTally['result']>> {
+  if (!vol.dtype) throw new Error(`cannot tally ${vol.typeName}`);
   const tally = new LabelTally(nLab);
-  const isFloat = meta.dtype.kind === 'float';
+  const isFloat = vol.dtype.kind === 'float';
   const onProgress = opts.onProgress ?? noProgress;
-  const total = meta.shape.reduce((a, b) => a * b, 1);
-  const rowVoxels = meta.shape.slice(1).reduce((a, b) => a * b, 1);
-  for (const slab of slabs(meta.shape, slabBytesPerVoxel(meta.dtype.bytes), opts.slabMB ?? DEFAULT_SLAB_MB, meta.chunks?.[0] ?? 1)) {
-    tally.add(src.readSlab(key, slab.start, slab.end), isFloat);
-    onProgress({ label: src.path, done: slab.end * rowVoxels, total });
+  const total = vol.shape.reduce((a, b) => a * b, 1);
+  const rowVoxels = vol.shape.slice(1).reduce((a, b) => a * b, 1);
+  for (const slab of slabs(vol.shape, slabBytesPerVoxel(vol.dtype.bytes), opts.slabMB ?? DEFAULT_SLAB_MB, vol.chunks?.[0] ?? 1)) {
+    tally.add(await vol.readSlab(slab.start, slab.end), isFloat);
+    onProgress({ label: vol.file, done: slab.end * rowVoxels, total });
   }
   return tally.result();
 }
 
-/** Read `info` if the file has it. */
+/**
+ * Open the label volume. In HDF5 the key names a dataset; zarr/N5 containers may hold the key as an
+ * array, or be the array themselves (then the default key does not apply); image stacks have no keys.
+ */
+export async function openLabelVolume(file: string, key: string): Promise<VolumeReader> {
+  try {
+    return await openVolume(file, key);
+  } catch (e) {
+    if (isLazyLabelError(e) && e.code === 'dataset-missing' && !/\.(h5|hdf5|hdf|he5)$/i.test(file)) {
+      const whole = await openVolume(file).catch(() => null);
+      if (whole && whole.format !== 'hdf5') return whole;
+      whole?.close();
+    }
+    throw e;
+  }
+}
+
+/** `info` next to the labels (same HDF5 file or zarr/N5 container), or null when there is none. */
+export async function readInfoOf(file: string, infoKey: string): Promise<RawInfo | null> {
+  let vol: VolumeReader;
+  try {
+    vol = await openVolume(file, infoKey);
+  } catch (e) {
+    if (isLazyLabelError(e) && (e.code === 'dataset-missing' || e.code === 'unsupported-format')) return null;
+    throw e;
+  }
+  try {
+    if (vol.format === 'tiff' || vol.format === 'png' || vol.key === '') return null; // an image stack has no info inside
+    const data = await vol.readBox(vol.shape.map(() => 0), vol.shape);
+    return { shape: vol.shape, data, isFloat: vol.dtype?.kind === 'float' };
+  } finally {
+    vol.close();
+  }
+}
+
+/** Read `info` from an open HDF5 file if it has it (the trainer's cube store holds files open). */
 export function readInfo(src: H5Source, infoKey: string): RawInfo | null {
   if (!src.has(infoKey)) return null;
   const { shape, data, dtype } = src.readAll(infoKey);
@@ -53,19 +88,27 @@ export function readInfo(src: H5Source, infoKey: string): RawInfo | null {
 /** Facts for the rules, or the user error that prevented reading them (missing file, corrupt, no dataset). */
 export async function gatherCubeFacts(ref: CubeRef, nLab: number, opts: ScanOptions = {}): Promise<{ facts?: CubeFacts; failure?: LazyLabelError }> {
   try {
-    const facts = await withH5(ref.label, (src) => {
-      const meta = src.info(ref.labelKey);
-      const scannable = meta.dtype !== null && (meta.shape.length === 2 || meta.shape.length === 3);
-      return {
+    const vol = await openLabelVolume(ref.label, ref.labelKey);
+    let facts: CubeFacts;
+    try {
+      const scannable = vol.dtype !== null && (vol.shape.length === 2 || vol.shape.length === 3);
+      facts = {
         nLab,
-        label: { shape: meta.shape, dtype: meta.dtype, typeName: meta.typeName },
-        tally: scannable ? tallyLabels(src, ref.labelKey, nLab, opts) : null,
-        info: readInfo(src, ref.infoKey),
+        label: { shape: vol.shape, dtype: vol.dtype, typeName: vol.typeName },
+        tally: scannable ? await tallyLabels(vol, nLab, opts) : null,
+        info: await readInfoOf(ref.label, ref.infoKey),
         offset: ref.offset,
-      } satisfies CubeFacts;
-    });
+      };
+    } finally {
+      vol.close();
+    }
     if (ref.raw) {
-      const rawShape = await withH5(ref.raw, (src) => src.info(ref.rawKey ?? 'raw').shape);
+      const raw = await openVolume(ref.raw, ref.rawKey ?? 'raw').catch(async (e: unknown) => {
+        if (isLazyLabelError(e) && e.code === 'dataset-missing' && !/\.(h5|hdf5|hdf|he5)$/i.test(ref.raw!)) return openVolume(ref.raw!);
+        throw e;
+      });
+      const rawShape = raw.shape;
+      raw.close();
       return { facts: { ...facts, raw: { shape: rawShape } } };
     }
     return { facts };
