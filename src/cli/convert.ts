@@ -30,6 +30,7 @@ interface ConvertArgs extends GlobalFlags {
   allowEmpty: boolean;
   output?: string;
   outKey: string;
+  outFormat?: 'hdf5' | 'zarr';
   force: boolean;
   shard?: string;
 }
@@ -56,12 +57,14 @@ export function builder(y: Argv): Argv<ConvertArgs> {
     .option('labeled', { type: 'string', array: true, describe: 'classes annotated wherever they occur, e.g. 0,1 or names (default: the classes that occur in the output)' })
     .option('not-present', { type: 'string', array: true, describe: 'classes that occur nowhere in this cube, e.g. 2 or names' })
     .option('allow-empty', { type: 'boolean', default: false, describe: 'write a cube with no labelled voxel and no not-present class' })
-    .option('output', { alias: 'o', type: 'string', describe: 'label HDF5 file to write' })
+    .option('output', { alias: 'o', type: 'string', describe: 'label HDF5 file to write (a zarr v2 folder when it ends in .zarr)' })
     .option('out-key', { type: 'string', default: 'lab', describe: 'label dataset in the output (info goes to info)' })
+    .option('out-format', { type: 'string', choices: ['hdf5', 'zarr'], describe: 'output container (default: zarr for -o *.zarr, else HDF5)' })
     .option('force', { type: 'boolean', default: false, describe: 'replace an existing output (never an input)' })
     .option('shard', { type: 'string', describe: 'convert only shard i of n (0-based, contiguous blocks of chunk rows along axis 0) into OUT.part-i-of-n; lazylabel merge joins the parts into OUT' })
     .example('$0 convert --mask cube.h5:mask --classes cube.h5:lab --n-lab 3 -o cube_lazy.h5', 'classes inside the mask, -1 elsewhere')
     .example('$0 convert --mask mito.h5 --fill-class 1 --n-lab 2 --labeled 1 -o mito_lazy.h5', 'one class inside the mask')
+    .example('$0 convert --mask cube.zarr:mask --classes cube.zarr:lab --n-lab 3 -o cube_lazy.zarr', 'the same, written as a zarr v2 group (lab, info)')
     .example('$0 convert --like raw.h5 --all-ignore --n-lab 3 --not-present 2 -o empty.h5', 'a cube that only says class 2 is absent')
     .example('$0 convert --classes seg.h5 --unlabeled-value 0 --shift --manifest dataset.json --cube-name c7 -o c7.h5', '0 = unlabelled, 1..n = classes, registered in the manifest') as unknown as Argv<ConvertArgs>;
 }
@@ -84,6 +87,7 @@ export function optionsFromArgs(args: ConvertArgs): ConvertOptions {
   const opts: ConvertOptions = {
     output: args.output,
     outKey: args.outKey,
+    ...(args.outFormat !== undefined ? { outFormat: args.outFormat } : {}),
     allIgnore: args.allIgnore,
     shift: args.shift,
     allowEmpty: args.allowEmpty,

@@ -4,6 +4,7 @@ import { LazyLabelError, usageError } from '../errors.js';
 import { H5Sink, defaultChunks, type DatasetInfo } from '../io/hdf5.js';
 import type { VolumeReader } from '../io/volume.js';
 import { checkOutputPath, writeAtomically, writeTextAtomically } from '../io/atomic.js';
+import { ZarrSink, checkZarrOutputPath, outputFormatFor, writeZarrAtomically, type LabelSink, type OutputFormat } from '../io/zarrSink.js';
 import { slabs, rowsPerSlab, DEFAULT_SLAB_MB } from '../core/slabs.js';
 import { rawSpatialShape } from '../core/checkRules.js';
 import { infoMaskToArray, isLazy } from '../core/infoMask.js';
@@ -28,8 +29,10 @@ export interface VolumeInput {
 }
 
 export interface ConvertOptions extends ScanOptions {
-  /** The label file to write. */
+  /** The label file to write (a zarr v2 folder when it ends in `.zarr` or `outFormat` is `zarr`). */
   output: string;
+  /** Output container: default zarr for `*.zarr`, else HDF5. */
+  outFormat?: OutputFormat;
   /** Label dataset in the output (default `lab`); `info` always goes next to it at the root. */
   outKey?: string;
   mask?: VolumeInput;
@@ -120,7 +123,8 @@ export interface ConvertReport {
   command: 'convert';
   /** The written output passed its re-check (no error finding). */
   ok: boolean;
-  output: { path: string; dataset: string; infoDataset: string; shape: number[]; dtype: 'int16'; chunks: number[]; compression: string };
+  /** `format` is present only for a zarr output (absent: HDF5, as before). */
+  output: { path: string; format?: OutputFormat; dataset: string; infoDataset: string; shape: number[]; dtype: 'int16'; chunks: number[]; compression: string };
   mode: ConvertMode;
   inputs: ConvertInputReport[];
   nLab: number;
@@ -389,8 +393,11 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   const shard = o.shard;
   const target = shard ? partPath(o.output, shard) : o.output;
   if (shard && plan.outKey === PART_KEY) throw usageError(`--out-key cannot be '${PART_KEY}' with --shard: part files keep their metadata there`);
+  const outFormat = outputFormatFor(o.output, o.outFormat);
+  if (shard && outFormat === 'zarr') throw usageError('--shard writes HDF5 part files that lazylabel merge joins into an HDF5 output', 'shard to an .h5 output, or convert to zarr without --shard');
   // cheap usage checks on the output first, so a wrong -o fails before any volume is read
-  checkOutputPath(target, guard);
+  if (outFormat === 'zarr') checkZarrOutputPath(target, guard);
+  else checkOutputPath(target, guard);
   let updatedManifest: ReturnType<typeof manifestWithCube> | undefined;
   if (plan.manifest && o.cubeName !== undefined) {
     assertManifestUpdatable(plan.manifest, manifestWithCube(plan.manifest, o.cubeName, o.output, plan.outKey, plan.raw, true).json);
@@ -432,8 +439,8 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     const partShape = [rows.end - rows.start, ...shape.slice(1)];
     const partTotal = partShape.reduce((a, b) => a * b, 1);
 
-    written = await writeAtomically(target, guard, async (tmp) => {
-      const sink = await H5Sink.create(tmp);
+    written = await (outFormat === 'zarr' ? writeZarrAtomically : writeAtomically)(target, guard, async (tmp) => {
+      const sink: LabelSink = outFormat === 'zarr' ? ZarrSink.create(tmp) : await H5Sink.create(tmp);
       try {
         // an empty shard (more shards than chunk rows) writes no label dataset, only its metadata
         const writer = partShape[0]! > 0 ? sink.createDataset(plan.outKey, { shape: partShape, dtype: 'int16', chunks, gzip: 4 }) : null;
@@ -457,7 +464,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
               out = mapMarkerValue(await read(classes!), plan.marker!, plan.shift, tally);
               break;
           }
-          writer!.write(out);
+          await writer!.write(out);
           slabCount = slab.count;
           onProgress({ label: target, done: slab.end * rowVoxels, total: partTotal });
         }
@@ -516,7 +523,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   }
 
   if (shard) return shardReport(o, plan, target, written);
-  const cubeName = o.cubeName ?? path.basename(o.output).replace(/\.(h5|hdf5|hdf)$/i, '');
+  const cubeName = o.cubeName ?? path.basename(o.output).replace(/\.(h5|hdf5|hdf|zarr)$/i, '');
   const check = await checkCube(
     { name: cubeName, label: o.output, labelKey: plan.outKey, infoKey: INFO_KEY, ...(raw ? { raw: raw.file, rawKey: raw.key } : {}), ...(existingCube?.offset ? { offset: existingCube.offset } : {}) },
     { nLab: plan.nLab, slabMB: o.slabMB, onProgress: o.onProgress },
@@ -531,7 +538,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   return {
     command: 'convert',
     ok,
-    output: { path: o.output, dataset: plan.outKey, infoDataset: INFO_KEY, shape: written.shape, dtype: 'int16', chunks: written.chunks, compression: 'gzip' },
+    output: { path: o.output, ...(outFormat === 'zarr' ? { format: outFormat } : {}), dataset: plan.outKey, infoDataset: INFO_KEY, shape: written.shape, dtype: 'int16', chunks: written.chunks, compression: outFormat === 'zarr' ? 'zlib' : 'gzip' },
     mode: plan.mode,
     inputs: written.inputs,
     nLab: plan.nLab,
