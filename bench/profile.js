@@ -3,7 +3,7 @@
 // samples' self time by category (wasm = libhdf5 + zlib inside h5wasm; h5wasm JS glue; our loops;
 // module loading; GC) and by function.
 //
-//   node bench/profile.js [--top 25] [--keep DIR] -- check lab.h5 --n-lab 3 --json --quiet
+//   node bench/profile.js [--top 25] [--keep DIR] [--cli bin/lazylabel.js] -- check lab.h5 --n-lab 3 --json --quiet
 //   node bench/profile.js --summarize FILE.cpuprofile
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -62,10 +62,12 @@ function main() {
   const argv = process.argv.slice(2);
   let top = 25;
   let keep = null;
+  let cliPath = path.join(root, 'bin', 'lazylabel.js');
   let i = 0;
   for (; i < argv.length; i++) {
     if (argv[i] === '--top') top = Number(argv[++i]);
     else if (argv[i] === '--keep') keep = path.resolve(argv[++i]);
+    else if (argv[i] === '--cli') cliPath = path.resolve(argv[++i]);
     else if (argv[i] === '--summarize') {
       process.stdout.write(summarize(JSON.parse(fs.readFileSync(argv[i + 1], 'utf8')), top).text + '\n');
       return;
@@ -76,14 +78,14 @@ function main() {
   }
   const cli = argv.slice(i);
   if (!cli.length) {
-    process.stderr.write('usage: node bench/profile.js [--top N] [--keep DIR] -- <lazylabel arguments>\n');
+    process.stderr.write('usage: node bench/profile.js [--top N] [--keep DIR] [--cli PATH/bin/lazylabel.js] -- <lazylabel arguments>\n');
     process.exitCode = 2;
     return;
   }
   const dir = keep ?? fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-prof-'));
   fs.mkdirSync(dir, { recursive: true });
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', path.join(root, 'bin', 'lazylabel.js'), ...cli], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const r = spawnSync(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-interval', '200', cliPath, ...cli], { stdio: ['ignore', 'ignore', 'inherit'] });
   const wall = performance.now() - t0;
   const file = fs.readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(dir, f)).sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs)[0];
   if (!file) throw new Error(`no profile written (exit ${r.status})`);

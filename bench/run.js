@@ -9,6 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { GENERATOR_VERSION, LAYOUTS, N_LAB, generateMain, generatePrios } from './lib/generate.js';
 import { PYTHON, cleanupScratch, median, rssMethod, runMeasured } from './lib/measure.js';
 
+// the reference scripts import reference/_common.py: keep __pycache__ out of the work tree
+process.env.PYTHONDONTWRITEBYTECODE = '1';
+
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..');
 /** The CLI the bench runs: a private snapshot of bin/ + dist/ taken at start (see snapshotPackage). */
@@ -542,7 +545,10 @@ async function bench(o) {
   }
 
   process.stdout.write(`\nlazylabel bench — ${machine.cpu}, ${machine.cores} cores, node ${machine.node}${py ? `, h5py ${py.h5py} / numpy ${py.numpy}` : ''}\n`);
-  process.stdout.write(`volume ${fmtShape(shape)} int16 labels (${(shape[0] * shape[1] * shape[2] * 2 / 2 ** 20).toFixed(0)} MiB), suggest-prios on 8 cubes of 128^3; median of ${o.repeat} after ${o.warmup} warm-up; MB/s = int16 label bytes / median wall time; CPU s = user + system, all threads\n\n`);
+  const what = o.bigOnly
+    ? `big volume ${fmtShape(o.bigShape)} int16 labels (${(o.bigShape.reduce((a, b) => a * b, 2) / 2 ** 30).toFixed(2)} GiB), chunked 64^3 gzip 1; one run per tool, no warm-up`
+    : `volume ${fmtShape(shape)} int16 labels (${(shape[0] * shape[1] * shape[2] * 2 / 2 ** 20).toFixed(0)} MiB), suggest-prios on 8 cubes of 128^3; median of ${o.repeat} after ${o.warmup} warm-up${o.big ? ' (big case: one run per tool)' : ''}`;
+  process.stdout.write(`${what}; MB/s = int16 label bytes / median wall time; CPU s = user + system, all threads\n\n`);
   process.stdout.write(table(rows) + '\n\n');
   if (rows.some((r) => r.ratio != null || r.peakRssMiB != null)) process.stdout.write(`targets (reported, not asserted): check and suggest-prios ratio <= 1.0, convert <= 1.25, peak RSS <= 512 MiB\n${targetLines(rows).join('\n')}\n`);
 

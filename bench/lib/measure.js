@@ -11,9 +11,9 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const PYTHON = '/usr/bin/python3';
 const GNU_TIME = '/usr/bin/time';
 
-/** 'gnu-time' when /usr/bin/time -v works, else 'probe'. */
+/** 'gnu-time' when /usr/bin/time -v works, else 'probe' (forced by BENCH_RSS_PROBE=1, to test that path). */
 export function rssMethod() {
-  if (!fs.existsSync(GNU_TIME)) return 'probe';
+  if (process.env.BENCH_RSS_PROBE === '1' || !fs.existsSync(GNU_TIME)) return 'probe';
   const r = spawnSync(GNU_TIME, ['-v', 'true'], { encoding: 'utf8' });
   return r.status === 0 && /Maximum resident set size/.test(r.stderr) ? 'gnu-time' : 'probe';
 }

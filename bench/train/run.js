@@ -5,7 +5,11 @@
 //
 //   node bench/train/run.js [--label NAME] [--nets net2d,net3d] [--backends wasm,cpu]
 //        [--steps 20] [--warmup 3] [--torch-threads 2,1] [--no-torch] [--profile]
-//        [--max-load 1.5] [--max-other-cores 0.3] [--retries 2] [--max-wait-s 900]
+//        [--max-load 1.5] [--max-other-cores 0.3] [--retries 2] [--max-wait-s 900] [--variants]
+//
+// --variants adds rows for the prototypes of bench/nets.md "Proposals" (not what lazylabel runs):
+// wasm with proto_kernels.js, the multi-threaded wasm build with 2 threads (proto_threads.js), and a
+// data-parallel pool of 2 worker threads (proto_pool.js).
 //
 // Every measurement runs in a fresh process (tfjs_bench.js / torch_ref.py). Before each one we wait
 // until the machine is quiet (1-min load average <= --max-load and < 0.5 busy cores over 2 s); during
@@ -48,6 +52,8 @@ const { values: a } = parseArgs({
     retries: { type: 'string', default: '2' },
     'max-wait-s': { type: 'string', default: '900' },
     'cpu-steps': { type: 'string', default: '3' },
+    variants: { type: 'boolean', default: false },
+    'no-ceiling': { type: 'boolean', default: false },
     out: { type: 'string' },
   },
 });
@@ -112,9 +118,9 @@ async function waitQuiet() {
 }
 
 /** Runs a child that prints JSON on its last stdout line. */
-function runChild(cmd, args, timeoutS) {
+function runChild(cmd, args, timeoutS, env = {}) {
   return new Promise((resolve) => {
-    const p = spawn(cmd, args, { cwd: path.resolve(here, '../..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { cwd: path.resolve(here, '../..'), stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let out = '';
     let err = '';
     p.stdout.on('data', (d) => (out += d));
@@ -139,12 +145,12 @@ function interference(r) {
 }
 
 /** One measurement with the quiet-machine protocol and retries. */
-async function measure(what, cmd, args, timeoutS) {
+async function measure(what, cmd, args, timeoutS, env = {}) {
   const attempts = [];
   for (let i = 0; i <= retries; i++) {
     const before = await waitQuiet();
     log(`${what}${i ? ` (retry ${i})` : ''}: load ${before.loadavg.map((v) => v.toFixed(2)).join(' ')}`);
-    const r = await runChild(cmd, args, timeoutS);
+    const r = await runChild(cmd, args, timeoutS, env);
     const after = os.loadavg();
     const other = interference(r);
     attempts.push({ before, loadavgAfter: after, otherCoresMax: other, result: r });
@@ -192,6 +198,13 @@ async function main() {
       if (be === 'cpu') continue;
       plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: be });
     }
+    if (a.variants && bes.includes('wasm')) {
+      plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: 'wasm', variant: '+proto', args: ['--kernels', 'proto_kernels.js'] });
+      plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: 'wasm', variant: 'threads2', env: { LAZYLABEL_WASM_THREADS: '2' } });
+      plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: 'wasm', variant: 'threads2+proto', args: ['--kernels', 'proto_kernels.js'], env: { LAZYLABEL_WASM_THREADS: '2' } });
+      plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: 'wasm', variant: 'pool2', pool: ['--threads', '2'] });
+      plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: 'wasm', variant: 'pool2+proto', pool: ['--threads', '2', '--kernels', './proto_kernels.js'] });
+    }
     if (torch) for (const t of torchThreads) plan.push({ net, spec: NETS[net], impl: 'pytorch', threads: t });
   }
   if (bes.includes('cpu')) {
@@ -201,16 +214,18 @@ async function main() {
   }
 
   for (const p of plan) {
-    const what = p.impl === 'tfjs' ? `${p.net} tfjs-${p.backend}` : `${p.net} pytorch (${p.threads} thread${p.threads > 1 ? 's' : ''})`;
+    const what = p.impl === 'tfjs' ? `${p.net} tfjs-${p.backend}${p.variant ? ` ${p.variant}` : ''}` : `${p.net} pytorch (${p.threads} thread${p.threads > 1 ? 's' : ''})`;
     let r;
-    if (p.impl === 'tfjs') {
+    if (p.pool) {
+      r = await measure(what, process.execPath, [path.join(here, 'proto_pool.js'), '--net', p.net, '--steps', String(steps), '--warmup', String(warmup), ...p.pool], 900);
+    } else if (p.impl === 'tfjs') {
       const reduced = p.reduced ? ['--steps', a['cpu-steps'], '--warmup', '1'] : ['--steps', String(steps), '--warmup', String(warmup)];
-      r = await measure(what, process.execPath, [path.join(here, 'tfjs_bench.js'), '--net', p.net in NETS ? p.net : 'net2d', '--net-json', JSON.stringify(p.spec), '--backend', p.backend, ...reduced], p.reduced ? 1800 : 900);
+      r = await measure(what, process.execPath, [path.join(here, 'tfjs_bench.js'), '--net', p.net in NETS ? p.net : 'net2d', '--net-json', JSON.stringify(p.spec), '--backend', p.backend, ...reduced, ...(p.args ?? [])], p.reduced ? 1800 : 900, p.env);
     } else {
       r = await measure(what, PYTHON, [path.join(here, 'torch_ref.py'), '--net', JSON.stringify(p.spec), '--threads', String(p.threads), '--steps', String(steps), '--warmup', String(warmup)], 600);
     }
-    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', threads: p.threads ?? 1, reducedProtocol: !!p.reduced });
-    if (r.train?.ms) log(`  train ${fmt(r.train.ms.median)} ms/step, infer ${fmt(r.infer?.batch1?.ms?.median)} ms/patch, params ${r.params}`);
+    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', variant: p.variant ?? null, threads: p.threads ?? r.threads ?? 1, reducedProtocol: !!p.reduced });
+    if (r.train?.ms) log(`  train ${fmt(r.train.ms.median)} ms/step, infer ${fmt(r.infer?.batch1?.ms?.median ?? r.infer?.trainBatch?.ms?.median / p.spec.batch)} ms/patch, params ${r.params}`);
   }
 
   // Parameter counts must agree between the implementations of each net.
@@ -227,30 +242,51 @@ async function main() {
     const spec = r.netSpec;
     const tr = r.train?.ms?.median ?? null;
     const inf = r.infer?.batch1?.ms?.median ?? null;
-    const infB = r.infer?.trainBatch?.ms?.median ?? null;
+    const infB = r.infer?.trainBatch?.ms?.median != null ? r.infer.trainBatch.ms.median / spec.batch : null;
     const pt = ref(r.net);
+    const ptInfB = pt?.infer?.trainBatch?.ms?.median != null ? pt.infer.trainBatch.ms.median / spec.batch : null;
     return {
       net: r.net,
-      backend: r.impl === 'pytorch' ? `pytorch-cpu ${r.threads}t` : `tfjs-${r.backend}`,
+      backend: r.impl === 'pytorch' ? `pytorch-cpu ${r.threads}t` : `tfjs-${r.backend}${r.variant ? ` ${r.variant}` : ''}`,
       trainMsPerStep: tr,
       inferMsPerPatch: inf,
-      inferMsPerPatchAtTrainBatch: infB != null ? infB / spec.batch : null,
+      inferMsPerPatchBatched: infB,
       trainRatio: tr != null && pt ? tr / pt.train.ms.median : null,
       inferRatio: inf != null && pt ? inf / pt.infer.batch1.ms.median : null,
+      inferRatioBatched: infB != null && ptInfB ? infB / ptInfB : null,
       otherCoresMax: r.otherCoresMax,
       clean: r.clean,
-      note: r.error ?? r.train?.skipped ?? (r.reducedProtocol ? `reduced protocol: ${a['cpu-steps']} steps after 1 warm-up` : ''),
+      note: r.error ?? r.train?.skipped ?? (r.reducedProtocol ? `reduced protocol: ${a['cpu-steps']} steps after 1 warm-up` : r.variant ? 'prototype (bench/nets.md Proposals)' : ''),
     };
   });
-  const refName = `pytorch-cpu ${torchThreads[0]}t`;
-  const head = ['net', 'backend', 'train ms/step', 'infer ms/patch', `train x ${refName}`, `infer x ${refName}`, 'others (cores)', 'note'];
-  const rows = table.map((t) => [t.net, t.backend, fmt(t.trainMsPerStep), fmt(t.inferMsPerPatch), fmt(t.trainRatio, 2), fmt(t.inferRatio, 2), `${fmt(t.otherCoresMax, 2)}${t.clean ? '' : ' !'}`, t.note]);
+  const refName = `pytorch ${torchThreads[0]}t`;
+  const head = ['net', 'backend', 'train ms/step', 'infer ms/patch', 'infer ms/patch batched', `train x ${refName}`, `infer x ${refName}`, 'batched x', 'others (cores)', 'note'];
+  const rows = table.map((t) => [t.net, t.backend, fmt(t.trainMsPerStep), fmt(t.inferMsPerPatch), fmt(t.inferMsPerPatchBatched), fmt(t.trainRatio, 2), fmt(t.inferRatio, 2), fmt(t.inferRatioBatched, 2), `${fmt(t.otherCoresMax, 2)}${t.clean ? '' : ' !'}`, t.note]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   const line = (r) => r.map((c, i) => String(c).padEnd(widths[i])).join('  ');
   console.log(line(head));
   console.log(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) console.log(line(r));
-  console.log(`(median of ${steps} after ${warmup} warm-up; infer = forward of one patch; '!' = other processes used > ${maxOther} cores or the machine was not quiet before)`);
+  console.log(`(medians of ${steps} after ${warmup} warm-up; infer = forward of one patch; batched = forward of the training batch / batch size; '!' = other processes used > ${maxOther} cores during it or the machine was not quiet before)`);
+
+  // Compute ceiling: GFLOP/s of a big matmul and two 3x3 convs, tfjs-wasm vs PyTorch (same shapes).
+  let ceiling = null;
+  if (!a['no-ceiling']) {
+    ceiling = [];
+    const runs = [];
+    if (bes.includes('wasm')) runs.push(['tfjs-wasm', process.execPath, [path.join(here, 'ceiling.js'), '--backend', 'wasm']]);
+    if (torch) for (const t of torchThreads) runs.push([`pytorch ${t}t`, PYTHON, [path.join(here, 'torch_ref.py'), '--net', '{}', '--ceiling', '--threads', String(t), '--steps', '10']]);
+    for (const [name, cmd, args] of runs) {
+      const before = await waitQuiet();
+      const r = await runChild(cmd, args, 600);
+      ceiling.push({ name, loadavgBefore: before.loadavg, loadavgAfter: os.loadavg(), ...r });
+    }
+    console.log('\ncompute ceiling (GFLOP/s, median of 10):');
+    const opName = (o) => (o.op === 'matmul' ? `matmul ${o.m}x${o.k}x${o.n}` : `conv${o.f}x${o.f} [${o.n},${o.h},${o.w},${o.ci}]->${o.co}`);
+    const names = ceiling[0]?.ops?.map(opName) ?? [];
+    console.log(['op'.padEnd(34), ...ceiling.map((c) => c.name.padStart(12))].join(''));
+    names.forEach((n, i) => console.log([n.padEnd(34), ...ceiling.map((c) => fmt(c.ops?.[i]?.gflops).padStart(12))].join('')));
+  }
 
   let profile = null;
   if (a.profile) {
@@ -275,6 +311,7 @@ async function main() {
     nets: { ...Object.fromEntries(nets.map((n) => [n, NETS[n]])), ...(bes.includes('cpu') ? EXTRA_NETS : {}) },
     paramCheck,
     table,
+    ceiling,
     results,
     ...(profile ? { profile } : {}),
   };

@@ -5,6 +5,7 @@
 //
 //   node bench/train/tfjs_bench.js --net net2d --backend wasm [--steps 20] [--warmup 3]
 //        [--max-step-ms 10000] [--profile 3] [--net-json '{...}'] [--kernels MODULE.js]
+//   LAZYLABEL_WASM_THREADS=2 node bench/train/tfjs_bench.js ...   (prototype: multi-threaded wasm)
 //
 // Prints one JSON object on the last line of stdout.
 import { parseArgs } from 'node:util';
@@ -37,8 +38,14 @@ const warmup = Number(a.warmup);
 const maxStepMs = Number(a['max-step-ms']);
 const profileSteps = Number(a.profile);
 
+// Prototype (proto_threads.js): tfjs-backend-wasm's multi-threaded build, LAZYLABEL_WASM_THREADS=n.
+const wasmThreads = Number(process.env.LAZYLABEL_WASM_THREADS ?? 0);
+const threadsProto = wasmThreads > 0 && a.backend === 'wasm' ? await import('./proto_threads.js') : null;
+if (threadsProto) threadsProto.enableWasmThreads(wasmThreads);
 const sel = await selectBackend(a.backend);
 const { tf } = sel;
+if (threadsProto) threadsProto.restoreCpus();
+const xnnThreads = sel.name === 'wasm' ? tf.backend().wasm.tfjs.getThreadsCount() : null;
 let kernelNote = null;
 if (a.kernels) {
   // Prototype kernels (bench/train/proto_*.js): registered on top of the backend's, for A/B runs.
@@ -76,6 +83,7 @@ const result = {
   params,
   netSpec: net,
   kernels: kernelNote,
+  xnnpackThreads: xnnThreads,
 };
 
 const x1 = tf.slice(x, 0, 1);
@@ -148,14 +156,23 @@ if (firstMs > maxStepMs) {
 for (let i = 0; i < nWarm; i++) losses.push(trainStep());
 const tensorsBefore = tf.memory().numTensors;
 const times = [];
+const cpuTimes = [];
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
+};
 let s0 = cpuSnapshot();
 for (let i = 0; i < nSteps; i++) {
+  const c0 = cpuMs();
   const t0 = performance.now();
   losses.push(trainStep());
   times.push(performance.now() - t0);
+  cpuTimes.push(cpuMs() - c0);
 }
 result.train = {
   ms: summary(times),
+  // CPU time of this process per step: for single-threaded wasm much less sensitive to other load than wall time.
+  cpuMs: summary(cpuTimes),
   cpu: cpuStats(s0, cpuSnapshot()),
   firstStepMs: firstMs,
   lossFirst: losses[0],
@@ -168,14 +185,18 @@ if (!a['no-infer']) {
   for (const [name, inp] of [['batch1', x1], ['trainBatch', x]]) {
     for (let i = 0; i < warmup; i++) inferStep(inp);
     const t = [];
+    const c = [];
     s0 = cpuSnapshot();
     for (let i = 0; i < nSteps; i++) {
+      const c0 = cpuMs();
       const t0 = performance.now();
       inferStep(inp);
       t.push(performance.now() - t0);
+      c.push(cpuMs() - c0);
     }
-    result.infer[name] = { ms: summary(t), cpu: cpuStats(s0, cpuSnapshot()) };
+    result.infer[name] = { ms: summary(t), cpuMs: summary(c), cpu: cpuStats(s0, cpuSnapshot()) };
   }
 }
 result.maxRssMB = process.resourceUsage().maxRSS / 1024;
 console.log(JSON.stringify(result));
+process.exit(0);

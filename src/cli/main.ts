@@ -49,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('quiet', { type: 'boolean', default: false, global: true, describe: 'no progress bar' })
     .option('verbose', { type: 'boolean', default: false, global: true, describe: 'show informational findings and internal details' })
     .option('slab-mb', { type: 'number', default: DEFAULT_SLAB_MB, global: true, describe: 'memory budget per slab in MiB (volumes are streamed in slabs of this size)' })
+    .option('allow-external', { type: 'boolean', default: false, global: true, describe: 'follow HDF5 external links, virtual datasets and external storage outside the file\'s folder (refused by default)', coerce: (v: boolean) => ((process.env.LAZYLABEL_ALLOW_EXTERNAL = v ? '1' : '0'), v) })
     .completion('completion', 'print a bash/zsh completion script (lazylabel completion >> ~/.bashrc)')
     .epilog('Exit codes: 0 ok, 1 errors found in the data, 2 usage error, 3 internal error (please report).')
     .wrap(Math.min(110, process.stdout.columns || 100))

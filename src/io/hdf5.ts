@@ -51,12 +51,21 @@ function withDiagnostics<T>(fn: () => T): { value?: T; error?: unknown; diagnost
     captured.push(Buffer.from(view.buffer, view.byteOffset + offset, length).toString('utf8'));
     return length;
   }) as typeof fs.writeSync;
+  // emscripten's own warnings (e.g. "Invalid UTF-8 leading byte" for a garbled name) go through console.error
+  const stderrWrite = process.stderr.write;
+  process.stderr.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
+    captured.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk as Uint8Array).toString('utf8'));
+    const cb = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+    cb?.();
+    return true;
+  }) as typeof process.stderr.write;
   try {
     return { value: fn(), diagnostics: minorMessages(captured.join('')) };
   } catch (error) {
     return { error, diagnostics: minorMessages(captured.join('')) };
   } finally {
     (fs as { writeSync: typeof fs.writeSync }).writeSync = original;
+    process.stderr.write = stderrWrite;
   }
 }
 
@@ -103,6 +112,10 @@ export function assertHdf5File(path: string): void {
   }
   if (stat.isDirectory()) {
     throw new LazyLabelError('is a folder, not an HDF5 file', { code: 'not-hdf5', file: path, hint: 'point at the .h5 file inside it' });
+  }
+  if (!stat.isFile()) {
+    // a pipe would block the signature read forever; a device has no end
+    throw new LazyLabelError('is not a regular file (a pipe, socket or device)', { code: 'not-hdf5', file: path, hint: 'label and raw volumes must be HDF5 files, as written by h5py' });
   }
   if (stat.size === 0 || !hasHdf5Signature(path, stat.size)) {
     throw new LazyLabelError(stat.size === 0 ? 'file is empty (0 bytes)' : 'not an HDF5 file (no HDF5 signature)', {
@@ -200,6 +213,11 @@ export class H5Source {
   static async open(path: string, options: H5OpenOptions = {}): Promise<H5Source> {
     await initHdf5();
     assertHdf5File(path);
+    if (wasmBroken) {
+      throw new LazyLabelError(`not read: libhdf5 crashed on ${wasmBroken.file} earlier in this run (${wasmBroken.what})`, {
+        code: 'not-read', file: path, hint: 'run lazylabel again without the damaged file',
+      });
+    }
     const policy: AccessPolicy = {
       allowExternal: options.allowExternal ?? allowExternalFromEnv(),
       allowedDirs: [...new Set([nodePath.dirname(nodePath.resolve(path)), nodePath.dirname(canonicalPath(path)), ...(options.allowedDirs ?? []).map((d) => nodePath.resolve(d))])],
@@ -322,6 +340,11 @@ export class H5Source {
           storage = target;
         }
         const entity = group.get(name);
+        if (link && !(entity instanceof h5wasm.Dataset || entity instanceof h5wasm.Group)) {
+          throw new LazyLabelError(`'${fullPath}' is an external link to ${link.file}:${link.object}, which cannot be opened (not an HDF5 file, or no such object in it)`, {
+            code: 'link-broken', file: this.path, dataset: key, hint: 'fix the link target, or store the data in this file',
+          });
+        }
         const broken = entity as unknown as { type?: string; target?: string } | null;
         if (broken?.type === 'BrokenSoftLink') {
           throw new LazyLabelError(`'${fullPath}' is a soft link to '${broken.target}', which does not exist`, {
@@ -529,11 +552,14 @@ function isWasmTrap(e: unknown): boolean {
   return e instanceof Error && (e.name === 'RuntimeError' || /^Aborted\(/.test(e.message));
 }
 
-/** libhdf5 aborted or trapped inside wasm: the module cannot be trusted for further files in this process. */
-let wasmBroken: string | null = null;
+/**
+ * libhdf5 trapped or aborted inside wasm: its memory can no longer be trusted, so this process opens no
+ * further file (a later result could be silently wrong); the batch reports each remaining file as not read.
+ */
+let wasmBroken: { file: string; what: string } | null = null;
 function wasmFailure(file: string, dataset: string | undefined, e: unknown): LazyLabelError {
-  wasmBroken ??= errorText(e);
-  return new LazyLabelError(`libhdf5 failed inside WebAssembly: ${errorText(e)}`, {
+  wasmBroken ??= { file, what: errorText(e) };
+  return new LazyLabelError(`libhdf5 crashed inside WebAssembly: ${errorText(e)}`, {
     code: 'corrupt', file, dataset, hint: 'the file is damaged; re-export it from its source',
   });
 }
