@@ -291,10 +291,15 @@ export class H5Source {
   listDatasets(): DatasetListing[] {
     return this.call('listing datasets', undefined, () => {
       const out: DatasetListing[] = [];
-      // Depth and count limits: hard and soft links can make a group its own descendant.
+      // Hard and soft links can make a group its own descendant: each group is walked once (identified by
+      // its object address, what an HDF5 object reference holds), with depth and count limits besides.
+      const seen = new Set<string>();
       let visited = 0;
       const walk = (group: H5Group, prefix: string, depth: number): void => {
-        if (depth > 16) return;
+        if (depth > 256) return;
+        const id = Array.from(group.create_reference().ref_data as ArrayLike<number>).join(',');
+        if (seen.has(id)) return;
+        seen.add(id);
         for (const name of group.keys()) {
           if (++visited > 20_000) return;
           const key = prefix ? `${prefix}/${name}` : name;
