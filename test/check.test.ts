@@ -179,6 +179,9 @@ describe('lazylabel check CLI', () => {
   });
   it('exit 2 for usage errors', () => {
     expect(runCli(['check', fixture('check', 'dense2d_uint8.h5')]).code).toBe(2);
+    const huge = runCli(['check', fixture('check', 'dense2d_uint8.h5'), '--n-lab', '1e12']);
+    expect(huge.code).toBe(2);
+    expect(huge.stderr).toContain('--n-lab must be an integer from 1 to 65535');
     expect(runCli(['check', '--bogus']).code).toBe(2);
     const r = runCli(['check', fixture('check', 'pair_labels.h5'), '--n-lab', '3', '--raw', 'a.h5', '--raw', 'b.h5']);
     expect(r.code).toBe(2);

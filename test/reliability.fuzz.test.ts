@@ -32,8 +32,10 @@ const SENTINEL = { file: fixture('check', 'dense3d_int16_chunked.h5'), key: 'lab
 const work = tmpDir('lazylabel-fuzz-');
 const cases: Case[] = [];
 const bases = baseFixtures() as { file: string; key: string }[];
+const byKind: Record<string, number> = {};
 for (let i = 0; i < N_MUTATED; i++) {
   const c = caseFor(SEED, i, bases);
+  byKind[c.kind] = (byKind[c.kind] ?? 0) + 1;
   const file = path.join(work, `case-${SEED}-${String(i).padStart(4, '0')}.h5`);
   fs.writeFileSync(file, mutate(fs.readFileSync(fixture('..', c.base)), c));
   cases.push({ name: path.basename(file), file, key: c.key, origin: 'mutated', what: describeCase(c) });
@@ -41,6 +43,11 @@ for (let i = 0; i < N_MUTATED; i++) {
 const hostile = JSON.parse(fs.readFileSync(path.join(HOSTILE, 'expected.json'), 'utf8')) as Record<string, { key: string }>;
 for (const [name, e] of Object.entries(hostile)) cases.push({ name, file: path.join(HOSTILE, name), key: e.key, origin: 'hostile', what: `hostile ${name}` });
 const regressions = JSON.parse(fs.readFileSync(fixture('fuzz', 'regressions.json'), 'utf8')) as { cases: { file: string; key: string; seed: number; index: number; failed: string; readAll?: string }[] };
+// a kept regression is also reproducible from its seed while the fixtures it came from are unchanged (counted, not required)
+const reproducible = regressions.cases.filter((r) => {
+  const c = caseFor(r.seed, r.index, bases);
+  return fs.readFileSync(path.join(REGRESS, r.file)).equals(mutate(fs.readFileSync(fixture('..', c.base)), c));
+}).length;
 for (const r of regressions.cases) cases.push({ name: r.file, file: path.join(REGRESS, r.file), key: r.key, origin: 'regression', what: `regression seed ${r.seed} #${r.index} (${r.failed.slice(0, 60)}...)` });
 
 const problems: string[] = [];
@@ -115,6 +122,8 @@ describe('fuzzed, hostile and regression files through the CLI', () => {
       seed: SEED,
       cases: cases.length,
       byOrigin: { mutated: N_MUTATED, hostile: Object.keys(hostile).length, regression: regressions.cases.length },
+      mutations: byKind,
+      regressionsReproducibleFromSeed: reproducible,
       runs,
       exits,
       batchesWithGoodFileVerified: sentinelChecked,

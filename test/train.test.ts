@@ -82,7 +82,11 @@ describe('train', () => {
     buf[0] = buf[0]! ^ 0xff;
     fs.writeFileSync(weights, buf);
     const logs: string[] = [];
+    // a save killed mid-write leaves a temp folder of a dead process: ignored on resume, removed by the next save
+    const stale = path.join(out, 'checkpoints', 'step-0000009.tmp-999999');
+    fs.mkdirSync(stale);
     const r = await train({ ...base, manifest: demo.denseManifest, out, steps: 10, resume: true, log: (l) => logs.push(l) });
+    expect(fs.existsSync(stale)).toBe(false);
     expect(r.startStep).toBe(4);
     expect(r.skippedCheckpoints[0]).toMatch(/step-0000008: weights.bin is damaged/);
     expect(logs.join('\n')).toContain('resuming from step-0000004');

@@ -34,6 +34,9 @@ export const commands: CommandSpec[] = [
   { command: 'import-config <config>', describe: 'read an ELEKTRONN config (parsed, never run) into a dataset manifest', ...importConfig },
 ];
 
+/** Largest class count, as in schemas/manifest.schema.json (labels are int16 on output). */
+const MAX_N_LAB = 65535;
+
 /** Exit code for bugs (not the user's fault): kept apart from the documented 0/1/2. */
 const INTERNAL_ERROR = 3;
 
@@ -60,6 +63,10 @@ export async function main(argv: string[]): Promise<number> {
   for (const spec of commands) {
     parser = parser.command(spec.command, spec.describe, spec.builder, async (args) => {
       if (typeof args.slabMb !== 'number' || !(args.slabMb > 0)) throw usageError('--slab-mb must be a positive number');
+      // one check for every command that takes --n-lab, with the manifest schema's bound
+      if (args.nLab !== undefined && (typeof args.nLab !== 'number' || !Number.isInteger(args.nLab) || args.nLab < 1 || args.nLab > MAX_N_LAB)) {
+        throw usageError(`--n-lab must be an integer from 1 to ${MAX_N_LAB}, got ${String(args.nLab)}`, 'e.g. --n-lab 3 for classes 0, 1, 2');
+      }
       exitCode = await spec.handler(args);
     });
   }

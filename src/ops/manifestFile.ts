@@ -7,8 +7,13 @@ import type { Finding } from '../core/findings.js';
 export function readManifestJson(file: string): unknown {
   let text: string;
   try {
+    // a pipe or device would block the read forever: only regular files are manifests
+    if (!fs.statSync(file).isFile()) {
+      throw new LazyLabelError('manifest is not a regular file', { code: 'manifest-schema', file, hint: 'pass the path of a .json file' });
+    }
     text = fs.readFileSync(file, 'utf8');
-  } catch {
+  } catch (e) {
+    if (e instanceof LazyLabelError) throw e;
     throw new LazyLabelError('manifest not found', { code: 'file-missing', file, hint: 'check the --manifest path' });
   }
   try {

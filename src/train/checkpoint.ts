@@ -54,7 +54,22 @@ async function optimizerArtifacts(optimizer: tfType.Optimizer): Promise<Record<s
 }
 
 /** Write a folder of files atomically: temp folder, fsync, rename; the checksums go in state.json last. */
+/** Remove `*.tmp-PID` folders left by killed saves (their process is gone); never touches a live writer's. */
+function removeStaleTempFolders(parent: string): void {
+  if (!fs.existsSync(parent)) return;
+  for (const name of fs.readdirSync(parent)) {
+    const m = /\.tmp-(\d+)$/.exec(name);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') fs.rmSync(path.join(parent, name), { recursive: true, force: true });
+    }
+  }
+}
+
 function writeFolderAtomically(dir: string, files: Record<string, Buffer>, state: CheckpointState): void {
+  removeStaleTempFolders(path.dirname(dir));
   const tmp = `${dir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
