@@ -541,19 +541,26 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     output: { path: o.output, ...(outFormat === 'zarr' ? { format: outFormat } : {}), dataset: plan.outKey, infoDataset: INFO_KEY, shape: written.shape, dtype: 'int16', chunks: written.chunks, compression: outFormat === 'zarr' ? 'zlib' : 'gzip' },
     mode: plan.mode,
     inputs: written.inputs,
-    nLab: plan.nLab,
-    ...(plan.classNames ? { classNames: plan.classNames } : {}),
+    ...countFields(plan.nLab, plan.classNames, info, tally),
+    slabs: written.slabCount,
+    attrsCopied: written.attrsCopied,
+    check,
+    manifestUpdated: updatedManifest !== undefined,
+    ...(updatedManifest ? { manifest: { path: plan.manifest!.path, cube: o.cubeName!, action: updatedManifest.action, lazyLabelsEnabled: updatedManifest.lazyLabelsEnabled } } : {}),
+  };
+}
+
+/** The report fields that describe what was written: classes, `info` and counts (shared by convert, its shards and merge). */
+export function countFields(nLab: number, classNames: string[] | undefined, info: ConvertInfo, tally: ConvertTallyResult): Pick<ConvertReport, 'nLab' | 'classNames' | 'info' | 'labeledFrom' | 'classCounts' | 'ignored' | 'voxels' | 'ignoredFraction'> {
+  return {
+    nLab,
+    ...(classNames ? { classNames } : {}),
     info: { labeled: info.labeled.map(Number), notPresent: info.notPresent.map(Number) },
     labeledFrom: info.labeledFrom,
     classCounts: tally.classCounts,
     ignored: tally.ignored,
     voxels: tally.voxels,
     ignoredFraction: tally.voxels > 0 ? tally.ignored / tally.voxels : 0,
-    slabs: written.slabCount,
-    attrsCopied: written.attrsCopied,
-    check,
-    manifestUpdated: updatedManifest !== undefined,
-    ...(updatedManifest ? { manifest: { path: plan.manifest!.path, cube: o.cubeName!, action: updatedManifest.action, lazyLabelsEnabled: updatedManifest.lazyLabelsEnabled } } : {}),
   };
 }
 
@@ -576,14 +583,7 @@ async function shardReport(
     output: { path: target, dataset: plan.outKey, infoDataset: INFO_KEY, shape: written.partShape, dtype: 'int16', chunks: written.chunks, compression: 'gzip' },
     mode: plan.mode,
     inputs: written.inputs,
-    nLab: plan.nLab,
-    ...(plan.classNames ? { classNames: plan.classNames } : {}),
-    info: { labeled: info.labeled.map(Number), notPresent: info.notPresent.map(Number) },
-    labeledFrom: info.labeledFrom,
-    classCounts: tally.classCounts,
-    ignored: tally.ignored,
-    voxels: tally.voxels,
-    ignoredFraction: tally.voxels > 0 ? tally.ignored / tally.voxels : 0,
+    ...countFields(plan.nLab, plan.classNames, info, tally),
     slabs: written.slabCount,
     attrsCopied: written.attrsCopied,
     check,

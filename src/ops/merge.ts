@@ -23,7 +23,7 @@ import { checkOutputPath, writeAtomically, writeTextAtomically } from '../io/ato
 import { H5Sink, H5Source, withH5 } from '../io/hdf5.js';
 import { validateAgainst } from '../schemas.js';
 import { checkCube, lazyDisabledFinding, type CheckReport } from './check.js';
-import { assertManifestUpdatable, INFO_KEY, manifestWithCube, type ConvertPartMeta, type ConvertReport } from './convert.js';
+import { assertManifestUpdatable, countFields, INFO_KEY, manifestWithCube, type ConvertPartMeta, type ConvertReport } from './convert.js';
 import { requireManifest } from './manifestFile.js';
 import type { PredictPartMeta, PredictReport } from './predict.js';
 import { noProgress, type ProgressFn } from './progress.js';
@@ -304,14 +304,7 @@ async function mergeConvert(parts: Extract<Input, { kind: 'convert' }>[], o: Mer
     output: { path: output, dataset: m.outKey, infoDataset: INFO_KEY, shape: m.shape, dtype: 'int16', chunks: m.chunks, compression: 'gzip' },
     mode: m.mode,
     inputs: m.inputs,
-    nLab: m.nLab,
-    ...(m.classNames ? { classNames: m.classNames } : {}),
-    info: { labeled: info.labeled.map(Number), notPresent: info.notPresent.map(Number) },
-    labeledFrom: info.labeledFrom,
-    classCounts: tally.classCounts,
-    ignored: tally.ignored,
-    voxels: tally.voxels,
-    ignoredFraction: tally.voxels > 0 ? tally.ignored / tally.voxels : 0,
+    ...countFields(m.nLab, m.classNames, info, tally),
     slabs: m.slabs,
     attrsCopied: m.attrsCopied,
     check,
