@@ -201,6 +201,7 @@ if (!isMainThread) {
   }
   // Throughput of a batch of patches (no batch-1 latency gain: one patch is not split).
   out.infer = { trainBatch: { ms: summary(ti), cpu: cpuStats(s0, cpuSnapshot()) } };
+  out.maxRssMB = process.resourceUsage().maxRSS / 1024; // whole process, workers included
   console.log(JSON.stringify(out));
   for (const w of workers) w.postMessage({ op: 'exit' });
 }

@@ -38,7 +38,7 @@ const EXTRA_NETS = {
 
 const { values: a } = parseArgs({
   options: {
-    label: { type: 'string', default: os.hostname().split('.')[0] },
+    label: { type: 'string', default: 'local' },
     nets: { type: 'string', default: 'net2d,net3d' },
     backends: { type: 'string' },
     steps: { type: 'string', default: '20' },
@@ -224,7 +224,7 @@ async function main() {
     } else {
       r = await measure(what, PYTHON, [path.join(here, 'torch_ref.py'), '--net', JSON.stringify(p.spec), '--threads', String(p.threads), '--steps', String(steps), '--warmup', String(warmup)], 600);
     }
-    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', variant: p.variant ?? null, threads: p.threads ?? r.threads ?? 1, reducedProtocol: !!p.reduced });
+    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', variant: p.variant ?? null, threads: p.threads ?? r.threads ?? r.xnnpackThreads ?? 1, reducedProtocol: !!p.reduced });
     if (r.train?.ms) log(`  train ${fmt(r.train.ms.median)} ms/step, infer ${fmt(r.infer?.batch1?.ms?.median ?? r.infer?.trainBatch?.ms?.median / p.spec.batch)} ms/patch, params ${r.params}`);
   }
 
