@@ -17,7 +17,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { LazyLabelError } from '../errors.js';
 import { dtype as makeDtype, typedArrayFor, type DType, type DTypeName, type NumericArray } from './dtype.js';
-import { checkBox, checkSlab, chunksOverlapping, copyRegion, mapLimited, product, slabBox, type VolumeReader } from './volume.js';
+import { checkBox, listContainerArrays, checkSlab, chunksOverlapping, copyRegion, mapLimited, product, slabBox, type VolumeReader } from './volume.js';
 
 const BLOCKS_IN_FLIGHT = 8;
 const N5_KEYWORDS = new Set(['n5', 'dimensions', 'blockSize', 'dataType', 'compression', 'compressionType']);
@@ -51,32 +51,13 @@ function isDataset(attrs: Record<string, unknown> | null): boolean {
 
 /** Dataset paths under an N5 root (folders whose attributes.json has `dimensions`), for error hints. */
 export function listN5Datasets(root: string, limit = 200): string[] {
-  const found: string[] = [];
-  let visited = 0;
-  const walk = (dir: string, prefix: string, depth: number): void => {
-    if (depth > 8 || found.length >= limit || ++visited > 5000) return;
-    let attrs: Record<string, unknown> | null = null;
+  return listContainerArrays(root, (dir) => {
     try {
-      attrs = readJson(path.join(dir, 'attributes.json'));
+      return isDataset(readJson(path.join(dir, 'attributes.json')));
     } catch {
-      // unreadable metadata: not listed
+      return false; // unreadable metadata: not listed
     }
-    if (isDataset(attrs)) {
-      found.push(prefix);
-      return;
-    }
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      if (entry.isDirectory() && !entry.name.startsWith('.')) walk(path.join(dir, entry.name), prefix ? `${prefix}/${entry.name}` : entry.name, depth + 1);
-    }
-  };
-  walk(root, '', 0);
-  return found;
+  }, limit);
 }
 
 function missing(file: string, key: string, message: string): LazyLabelError {

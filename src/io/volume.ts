@@ -356,3 +356,30 @@ export async function mapLimited<T, R>(items: readonly T[], limit: number, fn: (
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
 }
+
+/**
+ * Paths of the arrays inside a folder-based container (zarr, N5), depth first in name order, for
+ * "dataset not found" hints; `isArray` tells a leaf from a group. Bounded in depth, count and folders visited.
+ */
+export function listContainerArrays(root: string, isArray: (dir: string) => boolean, limit = 200): string[] {
+  const found: string[] = [];
+  let visited = 0;
+  const walk = (dir: string, prefix: string, depth: number): void => {
+    if (depth > 8 || found.length >= limit || ++visited > 5000) return;
+    if (isArray(dir)) {
+      found.push(prefix);
+      return;
+    }
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      if (entry.isDirectory() && !entry.name.startsWith('.')) walk(path.join(dir, entry.name), prefix ? `${prefix}/${entry.name}` : entry.name, depth + 1);
+    }
+  };
+  walk(root, '', 0);
+  return found;
+}

@@ -8,7 +8,7 @@ import * as zarr from 'zarrita';
 import FileSystemStore from '@zarrita/storage/fs';
 import { LazyLabelError } from '../errors.js';
 import { dtype as makeDtype, typedArrayFor, type DType, type DTypeName, type NumericArray } from './dtype.js';
-import { checkBox, checkSlab, mapLimited, product, slabBox, stridesOf, type VolumeReader } from './volume.js';
+import { checkBox, listContainerArrays, checkSlab, mapLimited, product, slabBox, stridesOf, type VolumeReader } from './volume.js';
 
 type ZArray = zarr.Array<zarr.DataType, FileSystemStore>;
 type ZGroup = zarr.Group<FileSystemStore>;
@@ -78,37 +78,15 @@ function multiscalesOf(attrs: Record<string, unknown>): Multiscale[] | null {
 
 /** Array paths under a zarr folder (v2 `.zarray` or v3 `zarr.json` with node_type array), for error hints. */
 export function listZarrArrays(root: string, limit = 200): string[] {
-  const found: string[] = [];
-  let visited = 0;
-  const walk = (dir: string, prefix: string, depth: number): void => {
-    if (depth > 8 || found.length >= limit || ++visited > 5000) return;
-    if (fs.existsSync(path.join(dir, '.zarray'))) {
-      found.push(prefix);
-      return;
-    }
-    const v3 = path.join(dir, 'zarr.json');
-    if (fs.existsSync(v3)) {
-      try {
-        if ((JSON.parse(fs.readFileSync(v3, 'utf8')) as { node_type?: string }).node_type === 'array') {
-          found.push(prefix);
-          return;
-        }
-      } catch {
-        // unreadable metadata: not listed
-      }
-    }
-    let entries: fs.Dirent[];
+  return listContainerArrays(root, (dir) => {
+    if (fs.existsSync(path.join(dir, '.zarray'))) return true;
     try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
+      const v3 = path.join(dir, 'zarr.json');
+      return fs.existsSync(v3) && (JSON.parse(fs.readFileSync(v3, 'utf8')) as { node_type?: string }).node_type === 'array';
     } catch {
-      return;
+      return false; // unreadable metadata: not listed
     }
-    for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-      if (entry.isDirectory() && !entry.name.startsWith('.')) walk(path.join(dir, entry.name), prefix ? `${prefix}/${entry.name}` : entry.name, depth + 1);
-    }
-  };
-  walk(root, '', 0);
-  return found;
+  }, limit);
 }
 
 function missing(file: string, key: string, message: string): LazyLabelError {
