@@ -1,11 +1,15 @@
 /** JSON Schemas shipped in `schemas/`, compiled once with ajv; validation errors become plain-language field paths. */
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import type { Ajv as AjvInstance, ErrorObject, ValidateFunction } from 'ajv';
 
 const SCHEMA_DIR = fileURLToPath(new URL('../schemas/', import.meta.url));
 
-const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
+// ajv (~30 ms to load) is required on the first validation only: commands that never validate a
+// manifest or report (check on label files, --help, --version) start without it. require keeps validation sync.
+const requireCjs = createRequire(import.meta.url);
+let ajv: AjvInstance | undefined;
 const compiled = new Map<string, ValidateFunction>();
 
 export function schemaPath(name: string): string {
@@ -19,6 +23,10 @@ export function loadSchema(name: string): Record<string, unknown> {
 function validator(name: string): ValidateFunction {
   let v = compiled.get(name);
   if (!v) {
+    if (!ajv) {
+      const { Ajv } = requireCjs('ajv') as typeof import('ajv');
+      ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
+    }
     v = ajv.compile(loadSchema(name));
     compiled.set(name, v);
   }

@@ -507,6 +507,43 @@ describe('slab streaming', () => {
   });
 });
 
+describe('chunk-aligned boxes', () => {
+  it('chunked inputs are converted in boxes of whole chunks within the budget, output chunked like the mask, values exact', async () => {
+    // mask chunks (32, 32, 64), classes chunks (32, 16, 64): unit = (32, 32, 64); 8 bytes per voxel in flight
+    // (two uint8 inputs read and copied, int16 output and its heap copy): a 0.5 MiB budget holds one unit, not a
+    // whole 32-row layer, so the 96x64x64 volume goes in 3 layers x 2 boxes
+    const input = fx('chunked_boxes.h5');
+    const common = ['--mask', `${input}:mask`, '--classes', `${input}:classes`, '--n-lab', '3'];
+    const boxed = out('boxes-small.h5');
+    const whole = out('boxes-big.h5');
+    const [rs, rb] = await Promise.all([cliJson(...common, '--slab-mb', '0.5', '-o', boxed), cliJson(...common, '--slab-mb', '256', '-o', whole)]);
+    expect(rs.output.chunks).toEqual([32, 32, 64]);
+    expect(rb.output.chunks).toEqual([32, 32, 64]);
+    expect(rs.slabs).toBe(6);
+    expect(rb.slabs).toBe(1);
+    const mask = await readAll(input, 'mask');
+    const cls = await readAll(input, 'classes');
+    const expected = mask.data.map((m, i) => (m > 0 ? cls.data[i]! : -1));
+    for (const f of [boxed, whole]) {
+      const got = await readAll(f, 'lab');
+      expect(got.shape).toEqual([96, 64, 64]);
+      expect(got.data).toEqual(expected);
+    }
+    const counts = [0, 1, 2].map((c) => expected.filter((v) => v === c).length);
+    expect(rs.classCounts).toEqual(counts);
+    expect(rs.ignored).toBe(expected.filter((v) => v === -1).length);
+    expect(rs.check.status).toBe('ok');
+    expect(rs.check.stats!.classCounts).toEqual(counts);
+  });
+
+  it('--verify re-reads the written output and reports the same counts', async () => {
+    const input = fx('chunked_boxes.h5');
+    const r = await convert({ mask: { file: input, key: 'mask' }, classes: { file: input, key: 'classes' }, nLab: 3, output: out('verify.h5'), verify: true, slabMB: 0.5 });
+    const fast = await convert({ mask: { file: input, key: 'mask' }, classes: { file: input, key: 'classes' }, nLab: 3, output: out('noverify.h5'), slabMB: 0.5 });
+    expect(r.check).toEqual({ ...fast.check, path: r.check.path, name: r.check.name });
+  });
+});
+
 describe('interop', () => {
   it.skipIf(!PY)('h5py opens the output: int16, chunked, gzip, values match a NumPy computation, info as written', async () => {
     const target = out('interop.h5');

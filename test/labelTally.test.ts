@@ -1,7 +1,8 @@
-/** LabelTally: the 16-bit run-length fast path counts exactly what a plain per-voxel count does. */
+/** LabelTally: the wasm SIMD kernel and the 16-bit run-length path count exactly what a plain per-voxel count does. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LabelTally } from '../src/core/labelTally.js';
+import { countSmallRange, KERNEL_SPAN } from '../src/core/countKernel.js';
 
 function naive(values: ArrayLike<number>, nLab: number): { counts: number[]; ignored: number; out: Map<number, number> } {
   const counts = Array<number>(nLab).fill(0);
@@ -43,4 +44,52 @@ describe('LabelTally', () => {
       { numRuns: 500 },
     );
   });
+
+  it('slabs counted by the SIMD kernel (8/16-bit, any length and offset, out-of-range values) match a per-voxel count', () => {
+    const types = [Int16Array, Uint16Array, Int8Array, Uint8Array] as const;
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 3 }),
+        fc.integer({ min: 1, max: 9 }),
+        fc.integer({ min: 4096, max: 20000 }),
+        fc.integer({ min: 0, max: 7 }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        (ti, nLab, n, offset, strayShare, seed) => {
+          const T = types[ti]!;
+          const signed = T === Int16Array || T === Int8Array;
+          const buf = new T(n + offset);
+          let x = seed;
+          const rnd = (): number => ((x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32);
+          // long runs of in-range labels, and (sometimes) a few stray values anywhere in the type's range
+          let v = 0;
+          for (let i = 0; i < buf.length; i++) {
+            if (rnd() < 0.05) v = Math.floor(rnd() * (nLab + (signed ? 1 : 0))) - (signed ? 1 : 0);
+            buf[i] = rnd() < strayShare * 0.001 ? Math.floor(rnd() * 2 ** (8 * T.BYTES_PER_ELEMENT)) : v;
+          }
+          const values = buf.subarray(offset);
+          const t = new LabelTally(nLab);
+          t.add(values, false);
+          const r = t.result();
+          const ref = naive(values, nLab);
+          expect(r.classCounts).toEqual(ref.counts);
+          expect(r.ignored).toBe(ref.ignored);
+          expect(r.voxels).toBe(values.length);
+          expect(r.outOfRangeVoxels).toBe([...ref.out.values()].reduce((a, b) => a + b, 0));
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('the kernel counts lo..lo+7 for every int16 value range, including wrap-around at the type limits', () => {
+    const values = new Int16Array(1 << 16);
+    for (let i = 0; i < values.length; i++) values[i] = i - 32768; // every int16 value once
+    for (const lo of [-32768, -1, 0, 32760]) {
+      const counts = new Float64Array(KERNEL_SPAN);
+      expect(countSmallRange(values, lo, counts)).toBe(values.length);
+      expect([...counts]).toEqual(Array.from({ length: KERNEL_SPAN }, (_, j) => (lo + j <= 32767 ? 1 : 0)));
+    }
+  });
+
 });

@@ -289,7 +289,7 @@ describe('suggestPrios on h5py fixtures (numbers from NumPy)', () => {
 
   it('streaming in tiny slabs gives the same report', async () => {
     const events: number[] = [];
-    const small = await suggestPrios({ manifest: MANIFEST, slabMB: 0.001, onProgress: (e) => events.push(e.done) });
+    const small = await suggestPrios({ manifest: MANIFEST, slabMB: 0.0005, onProgress: (e) => events.push(e.done) });
     expect(events.length).toBeGreaterThan(20);
     expect(small).toEqual(await suggestPrios({ manifest: MANIFEST }));
   });

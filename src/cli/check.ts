@@ -1,6 +1,6 @@
 /** `lazylabel check`: parse flags, run the check, print the report. */
 import type { Argv } from 'yargs';
-import { checkCubes, checkManifest, type CheckReport } from '../ops/check.js';
+import type { CheckReport } from '../ops/check.js';
 import { parseVolumeRef } from '../io/volumeRef.js';
 import { usageError, ExitCode } from '../errors.js';
 import type { CubeRef } from '../ops/scan.js';
@@ -83,6 +83,7 @@ export async function handler(args: CheckArgs): Promise<number> {
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'voxels' });
   let report: CheckReport;
   try {
+    const { checkCubes, checkManifest } = await import('../ops/check.js');
     if (args.manifest) {
       if (args.files.length) throw usageError('give label files or --manifest, not both');
       report = await checkManifest(args.manifest, { strict: args.strict, slabMB: args.slabMb, onProgress: bar.update, ...(args.nLab ? { nLab: args.nLab } : {}), ...shard });

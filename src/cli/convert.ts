@@ -1,6 +1,6 @@
 /** `lazylabel convert`: parse flags, convert masks or dense class volumes to -1-ignored labels with `info`, print the report. */
 import type { Argv } from 'yargs';
-import { convert, type ConvertOptions, type ConvertReport, type VolumeInput } from '../ops/convert.js';
+import type { ConvertOptions, ConvertReport, VolumeInput } from '../ops/convert.js';
 import { parseVolumeRef } from '../io/volumeRef.js';
 import { usageError, ExitCode } from '../errors.js';
 import { findingLine, percent, printJson, printLines, shape, statusText, table, visibleFindings, type GlobalFlags } from './output.js';
@@ -28,6 +28,7 @@ interface ConvertArgs extends GlobalFlags {
   labeled?: string[];
   notPresent?: string[];
   allowEmpty: boolean;
+  verify: boolean;
   output?: string;
   outKey: string;
   outFormat?: 'hdf5' | 'zarr';
@@ -61,6 +62,7 @@ export function builder(y: Argv): Argv<ConvertArgs> {
     .option('out-key', { type: 'string', default: 'lab', describe: 'label dataset in the output (info goes to info)' })
     .option('out-format', { type: 'string', choices: ['hdf5', 'zarr'], describe: 'output container (default: zarr for -o *.zarr, else HDF5)' })
     .option('force', { type: 'boolean', default: false, describe: 'replace an existing output (never an input)' })
+    .option('verify', { type: 'boolean', default: false, describe: 're-read the whole written output in the re-check (default: the counts come from the values written)' })
     .option('shard', { type: 'string', describe: 'convert only shard i of n (0-based, contiguous blocks of chunk rows along axis 0) into OUT.part-i-of-n; lazylabel merge joins the parts into OUT' })
     .example('$0 convert --mask cube.h5:mask --classes cube.h5:lab --n-lab 3 -o cube_lazy.h5', 'classes inside the mask, -1 elsewhere')
     .example('$0 convert --mask mito.h5 --fill-class 1 --n-lab 2 --labeled 1 -o mito_lazy.h5', 'one class inside the mask')
@@ -91,6 +93,7 @@ export function optionsFromArgs(args: ConvertArgs): ConvertOptions {
     allIgnore: args.allIgnore,
     shift: args.shift,
     allowEmpty: args.allowEmpty,
+    verify: args.verify,
     force: args.force,
     slabMB: args.slabMb,
     commandLine: ['lazylabel', ...process.argv.slice(2)],
@@ -154,6 +157,7 @@ export async function handler(args: ConvertArgs): Promise<number> {
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'voxels' });
   let report: ConvertReport;
   try {
+    const { convert } = await import('../ops/convert.js');
     report = await convert({ ...opts, onProgress: bar.update });
   } finally {
     bar.stop();

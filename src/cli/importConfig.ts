@@ -1,7 +1,7 @@
 /** `lazylabel import-config`: read an ELEKTRONN config (parsed, never run) into a dataset manifest; print what was mapped and what was not read. */
 import type { Argv } from 'yargs';
 import { ExitCode, usageError } from '../errors.js';
-import { importConfig, type ImportConfigReport } from '../ops/importConfig.js';
+import type { ImportConfigReport } from '../ops/importConfig.js';
 import { color, findingLine, printJson, printLines, table, visibleFindings, type GlobalFlags } from './output.js';
 
 interface ImportConfigArgs extends GlobalFlags {
@@ -70,6 +70,7 @@ export function renderImport(report: ImportConfigReport, verbose: boolean): stri
 
 export async function handler(args: ImportConfigArgs): Promise<number> {
   if (!args.output && !args.dryRun) throw usageError('no output given', 'pass -o dataset.json (or --dry-run)');
+  const { importConfig } = await import('../ops/importConfig.js');
   const report = await importConfig({
     config: args.config,
     output: args.output ?? 'dataset.json',

@@ -1,6 +1,6 @@
 /** `lazylabel merge`: join the shards of one run (check/suggest-prios reports, convert/predict part files) into what the unsharded run gives. */
 import type { Argv } from 'yargs';
-import { merge, type MergeKind, type MergeReport } from '../ops/merge.js';
+import type { MergeKind, MergeReport } from '../ops/merge.js';
 import { ExitCode, usageError } from '../errors.js';
 import type { CheckReport } from '../ops/check.js';
 import type { PriosReport } from '../ops/suggestPrios.js';
@@ -69,6 +69,7 @@ export async function handler(args: MergeArgs): Promise<number> {
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'voxels' });
   let report: MergeReport;
   try {
+    const { merge } = await import('../ops/merge.js');
     report = await merge({
       inputs: args.inputs,
       ...(args.output !== undefined ? { output: args.output } : {}),

@@ -2,7 +2,7 @@
 import type { Argv } from 'yargs';
 import { ExitCode, usageError } from '../errors.js';
 import { parseVolumeRef } from '../io/volumeRef.js';
-import { preview, type PreviewReport } from '../ops/preview.js';
+import type { PreviewReport } from '../ops/preview.js';
 import { findingLine, printJson, printLines, shape, visibleFindings, type GlobalFlags } from './output.js';
 
 interface PreviewArgs extends GlobalFlags {
@@ -89,6 +89,7 @@ export async function handler(args: PreviewArgs): Promise<number> {
   const lab = label !== undefined ? parseVolumeRef(label) : undefined;
   const raw = args.raw !== undefined ? parseVolumeRef(args.raw) : undefined;
   const offset = ints('offset', args.offset);
+  const { preview } = await import('../ops/preview.js');
   const report = await preview({
     ...(manifest !== undefined ? { manifest } : {}),
     ...(cube !== undefined ? { cube } : {}),

@@ -1,7 +1,12 @@
 /** A progress bar on stderr, shown only on a terminal and never with --quiet or --json. */
-import cliProgress from 'cli-progress';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import type * as CliProgress from 'cli-progress';
 import type { ProgressEvent, ProgressFn } from '../ops/progress.js';
+
+// cli-progress is loaded only when a bar is shown (a terminal, no --quiet/--json): every command
+// creates a progress bar, and most runs (scripts, CI, --json) never draw one. require keeps this sync.
+const requireCjs = createRequire(import.meta.url);
 
 export interface ProgressBar {
   update: ProgressFn;
@@ -10,6 +15,7 @@ export interface ProgressBar {
 
 export function progressBar(opts: { quiet: boolean; json?: boolean; unit?: string }): ProgressBar {
   if (opts.quiet || !process.stderr.isTTY) return { update: () => {}, stop: () => {} };
+  const cliProgress = requireCjs('cli-progress') as typeof CliProgress;
   const bar = new cliProgress.SingleBar(
     {
       stream: process.stderr,

@@ -1,7 +1,7 @@
 /** `lazylabel report`: one self-contained HTML page about a dataset (and optionally a training run). */
 import type { Argv } from 'yargs';
 import { ExitCode } from '../errors.js';
-import { report, type ReportSummary } from '../ops/report.js';
+import type { ReportSummary } from '../ops/report.js';
 import { printJson, printLines, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
 
@@ -50,6 +50,7 @@ export async function handler(args: ReportArgs): Promise<number> {
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'voxels' });
   let summary: ReportSummary;
   try {
+    const { report } = await import('../ops/report.js');
     summary = await report({
       manifest: args.manifest,
       ...(args.run !== undefined ? { run: args.run } : {}),

@@ -4,7 +4,7 @@ import { DEFAULT_LAZY_WEIGHT, elektronnCubePrios } from '../core/prios.js';
 import { ExitCode, usageError } from '../errors.js';
 import { parseVolumeRef } from '../io/volumeRef.js';
 import type { CubeRef } from '../ops/scan.js';
-import { suggestPrios, type CubePrio, type PriosReport } from '../ops/suggestPrios.js';
+import type { CubePrio, PriosReport } from '../ops/suggestPrios.js';
 import { findingLine, percent, printJson, printLines, table, visibleFindings, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
 import { parseShard, shardText } from '../core/shard.js';
@@ -125,6 +125,7 @@ export async function handler(args: PriosArgs): Promise<number> {
   const bar = progressBar({ quiet: args.quiet || args.json, unit: 'voxels' });
   let report: PriosReport;
   try {
+    const { suggestPrios } = await import('../ops/suggestPrios.js');
     report = await suggestPrios({
       ...(args.manifest !== undefined ? { manifest: args.manifest } : { cubes: refsFromArgs(args) }),
       ...(args.nLab !== undefined ? { nLab: args.nLab } : {}),

@@ -1,5 +1,6 @@
 /** Pure per-slab mappings for `convert`: masks, dense class volumes and ignore conventions to int16 labels (-1 = ignore), plus the `info` and refusal rules. */
 import type { NumericArray } from '../io/dtype.js';
+import { KERNEL_SPAN, mapMaskClassesU8 } from './countKernel.js';
 
 /** The label value ELEKTRONN's loss skips. */
 export const IGNORE = -1;
@@ -103,6 +104,7 @@ export function mapMaskClasses(mask: NumericArray, classes: NumericArray, tally:
   sameLength(mask, classes);
   const n = mask.length;
   const out = new Int16Array(n);
+  if (mask instanceof Uint8Array && classes instanceof Uint8Array && mapByKernel(mask, classes, out, tally)) return out;
   let outside = 0;
   for (let i = 0; i < n; i++) {
     // NaN > 0 is false: a NaN mask voxel is outside
@@ -115,6 +117,35 @@ export function mapMaskClasses(mask: NumericArray, classes: NumericArray, tally:
   tally.addIgnored(outside);
   tally.addVoxels(n);
   return out;
+}
+
+/**
+ * The common case (uint8 mask and classes, at most 7 classes) by the wasm SIMD kernel, ~10x faster than the
+ * loop. When a class value falls outside 0..nLab-1 it returns false without touching the tally, and the loop
+ * maps the slab again, recording the offending values.
+ */
+function mapByKernel(mask: Uint8Array, classes: Uint8Array, out: Int16Array, tally: ConvertTally): boolean {
+  const span = tally.nLab + 1; // -1 and classes 0..nLab-1
+  if (span > KERNEL_SPAN || mask.length < 4096) return false;
+  const found = new Float64Array(KERNEL_SPAN);
+  const done = mapMaskClassesU8(mask, classes, out, IGNORE, found);
+  if (done < 0) return false;
+  let inRange = 0;
+  for (let j = 0; j < span; j++) inRange += found[j]!;
+  if (inRange !== done) return false;
+  tally.addIgnored(found[0]!);
+  for (let c = 0; c < tally.nLab; c++) if (found[c + 1]! > 0) tally.take(c, found[c + 1]!);
+  let outside = 0;
+  for (let i = done; i < mask.length; i++) {
+    if (mask[i]! > 0) out[i] = tally.take(classes[i]!);
+    else {
+      out[i] = IGNORE;
+      outside++;
+    }
+  }
+  tally.addIgnored(outside);
+  tally.addVoxels(mask.length);
+  return true;
 }
 
 /** `mask-fill`: `fillClass` where mask > 0, else -1. */

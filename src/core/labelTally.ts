@@ -1,5 +1,9 @@
 /** Count label values slab by slab: per-class voxels, ignored (-1) voxels, out-of-range and non-integral values. */
 import type { NumericArray } from '../io/dtype.js';
+import { countSmallRange, KERNEL_SPAN } from './countKernel.js';
+
+/** Below this many voxels the kernel's call overhead is not worth it. */
+const KERNEL_MIN = 4096;
 
 /** How many distinct offending values we keep for messages (counts stay exact for those kept). */
 const MAX_TRACKED = 64;
@@ -38,6 +42,7 @@ export class LabelTally {
     const top = this.nLab;
     const n = values.length;
     this.voxels += n;
+    if (!isFloat && n >= KERNEL_MIN && this.addByKernel(values)) return;
     if (!isFloat && (values instanceof Int16Array || values instanceof Uint16Array) && values.byteOffset % 4 === 0 && n >= 2) {
       this.addPairs16(values);
       return;
@@ -58,6 +63,28 @@ export class LabelTally {
       } else if (v >= -1 && v < top) counts[v + 1]!++;
       else this.recordOutOfRange(v);
     }
+  }
+
+  /**
+   * 8- and 16-bit labels with at most 8 possible values (-1 and classes 0..6, or 0..7 unsigned) are counted by
+   * the wasm SIMD kernel (~10x faster than any JS loop). When some value falls outside that range the slab is
+   * counted again by the JS loops, which record the offending values; returns false then (nothing added).
+   */
+  private addByKernel(values: NumericArray): boolean {
+    if (!(values instanceof Int16Array || values instanceof Uint16Array || values instanceof Int8Array || values instanceof Uint8Array)) return false;
+    const signed = values instanceof Int16Array || values instanceof Int8Array;
+    const lo = signed ? -1 : 0;
+    const span = this.nLab - lo; // values lo..nLab-1
+    if (span > KERNEL_SPAN) return false;
+    const found = new Float64Array(KERNEL_SPAN);
+    const counted = countSmallRange(values, lo, found);
+    if (counted < 0) return false;
+    let inRange = 0;
+    for (let j = 0; j < span; j++) inRange += found[j]!;
+    if (inRange !== counted) return false; // nothing added yet: the JS loops count the whole slab
+    for (let j = 0; j < span; j++) this.counts[lo + j + 1]! += found[j]!;
+    for (let i = counted; i < values.length; i++) this.countValue(values[i]!, 1);
+    return true;
   }
 
   /**

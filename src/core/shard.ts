@@ -10,8 +10,11 @@
  * `convert` and tile rows for `predict`. More shards than units is allowed: the extra shards are
  * empty and still report, so a fixed `--array=0-(n-1)` works for any input.
  */
-import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { usageError } from '../errors.js';
+
+// node:crypto (~2 ms) is required when a job id is hashed, not on import: every CLI start loads this file (--shard parsing)
+const requireCjs = createRequire(import.meta.url);
 
 /** Which shard of how many: `index` is 0-based. */
 export interface Shard {
@@ -95,6 +98,7 @@ export function partPath(output: string, shard: Shard): string {
 
 /** A short stable fingerprint of a JSON-able value (object keys in the order given). */
 export function jobId(value: unknown): string {
+  const { createHash } = requireCjs('node:crypto') as typeof import('node:crypto');
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
 }
 

@@ -1,7 +1,7 @@
 /** HDF5 access on real paths through h5wasm's Node build: read-only sources, slab reads, streamed chunked writes. */
 import fs from 'node:fs';
 import nodePath from 'node:path';
-import h5wasm from 'h5wasm/node';
+import h5wasm, { Module as h5Module } from 'h5wasm/node';
 import type { Dataset as H5Dataset, File as H5FileHandle, Group as H5Group, Metadata } from 'h5wasm/node';
 import { isLazyLabelError, LazyLabelError } from '../errors.js';
 import { allowExternalFromEnv, canonicalPath, confined, isInside, resolveExternal, type AccessPolicy } from './guard.js';
@@ -199,9 +199,19 @@ interface Resolved {
   storage: string[];
 }
 
+type ViewConstructor = { new (buffer: ArrayBufferLike, byteOffset: number, length: number): NumericArray; new (length: number): NumericArray; readonly BYTES_PER_ELEMENT: number };
+
+/** Typed arrays that can view the heap bytes libhdf5 decodes (64-bit integers would need widening; booleans are enums). */
+const VIEW_TYPES: Partial<Record<DTypeName, ViewConstructor>> = {
+  int8: Int8Array, uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array,
+  float32: Float32Array, float64: Float64Array,
+};
+
 /** A read-only HDF5 file. Always close it (use `withH5`). */
 export class H5Source {
   private readonly resolved = new Map<string, Resolved>();
+  /** The reused wasm-heap buffer of `readBoxView`. */
+  private scratch = { ptr: 0, bytes: 0 };
 
   private constructor(
     readonly path: string,
@@ -247,6 +257,8 @@ export class H5Source {
   }
 
   close(): void {
+    if (this.scratch.ptr) h5Module._free(this.scratch.ptr);
+    this.scratch = { ptr: 0, bytes: 0 };
     withDiagnostics(() => this.handle.close());
   }
 
@@ -527,6 +539,40 @@ export class H5Source {
     return toNumericArray(data, this.path, key);
   }
 
+  /**
+   * Read the box [starts, ends) into a buffer on the wasm heap that this source reuses, and return a view of
+   * it: no copy out of the heap and no allocation per read. The view is valid only until the next call on
+   * any H5Source (libhdf5 may grow the heap, which detaches it); count it and drop it. Returns null for
+   * element types the view cannot represent (64-bit integers, booleans, non-numeric): use `readBox`.
+   */
+  readBoxView(key: string, starts: number[], ends: number[]): NumericArray | null {
+    const r = this.require(key);
+    const shape = r.meta.shape ?? [];
+    const dt = dtypeFromH5(r.meta);
+    const View = dt ? VIEW_TYPES[dt.name] : undefined;
+    if (!View || shape.length === 0) return null;
+    const counts = shape.map((n, i) => Math.max(0, Math.min(ends[i] ?? n, n) - Math.max(0, starts[i] ?? 0)));
+    this.assertReadSize(key, r, counts, 'a box', this.limits.maxReadBytes, 'use a smaller --slab-mb');
+    const n = counts.reduce((a, b) => a * b, 1);
+    const bytes = n * View.BYTES_PER_ELEMENT;
+    const M = h5Module;
+    if (this.scratch.bytes < bytes) {
+      if (this.scratch.ptr) M._free(this.scratch.ptr);
+      this.scratch = { ptr: 0, bytes: 0 };
+      const ptr = M._malloc(Math.max(bytes, 8));
+      if (!ptr) throw new LazyLabelError(`cannot allocate ${formatBytes(bytes)} on the wasm heap`, { code: 'too-large', file: this.path, dataset: key, hint: 'use a smaller --slab-mb' });
+      this.scratch = { ptr, bytes };
+    }
+    if (n === 0) return new View(0);
+    const ptr = this.scratch.ptr;
+    const status = this.read(key, r, () => M.get_dataset_data(r.ds.file_id, r.ds.path, counts.map(BigInt), starts.map((s) => BigInt(Math.max(0, s))), counts.map(() => 1n), BigInt(ptr)));
+    if (typeof status === 'number' && status < 0) {
+      throw new LazyLabelError('reading data failed', { code: 'corrupt', file: this.path, dataset: key, hint: 'the file is truncated or damaged; re-export it from its source' });
+    }
+    // a fresh view after the read: the heap's ArrayBuffer is replaced when wasm memory grows
+    return new View(M.HEAPU8.buffer, ptr, n);
+  }
+
   /** Read a small dataset whole (e.g. `info`); anything over `maxSmallReadBytes` (16 MiB by default) is refused. */
   readAll(key: string): { shape: number[]; data: NumericArray; dtype: DType | null } {
     const r = this.require(key);
@@ -631,6 +677,7 @@ export function defaultChunks(shape: number[], bytesPerElement: number, targetBy
 /** A dataset being written slab by slab along its first axis. */
 export class SlabWriter {
   private written = 0;
+  private layerStart = 0;
   constructor(private readonly ds: H5Dataset, readonly shape: number[], private readonly path: string, readonly key: string) {}
 
   /** Append rows; slabs must arrive in order, so a partially written dataset is never mistaken for a whole one. */
@@ -647,6 +694,31 @@ export class SlabWriter {
       throw new LazyLabelError(`writing data failed: ${explainDiagnostics(r.diagnostics) || String(r.error)}`, { code: 'write-failed', file: this.path, dataset: this.key, hint: 'check free disk space and permissions' });
     }
     this.written = end;
+  }
+
+  /**
+   * Write a box. Boxes come layer by layer along the first axis (every box of rows [a, b) before any row past
+   * b): the dataset grows to b with the first box of a layer, so it never looks longer than what was written
+   * except within the layer being written.
+   */
+  writeBox(starts: number[], ends: number[], data: NumericArray | BigInt64Array): void {
+    const n = ends.reduce((a, e, i) => a * (e - starts[i]!), 1);
+    if (data.length !== n) throw new Error(`box of ${data.length} values does not match its bounds (${n})`);
+    const newLayer = starts[0] === this.written;
+    if (!newLayer && !(starts[0] === this.layerStart && ends[0] === this.written)) {
+      throw new Error(`box rows ${starts[0]}..${ends[0]} out of order (written ${this.written})`);
+    }
+    const r = withDiagnostics(() => {
+      if (newLayer) this.ds.resize([ends[0]!, ...this.shape.slice(1)]);
+      this.ds.write_slice(starts.map((s, i): [number, number] => [s, ends[i]!]), data);
+    });
+    if (r.error !== undefined || r.diagnostics.length) {
+      throw new LazyLabelError(`writing data failed: ${explainDiagnostics(r.diagnostics) || String(r.error)}`, { code: 'write-failed', file: this.path, dataset: this.key, hint: 'check free disk space and permissions' });
+    }
+    if (newLayer) {
+      this.layerStart = starts[0]!;
+      this.written = ends[0]!;
+    }
   }
 
   get rowsWritten(): number {

@@ -9,14 +9,19 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { PNG } from 'pngjs';
-import { decode as decodeTiff } from 'tiff';
+import type { PNG } from 'pngjs';
+import type { decode as DecodeTiff } from 'tiff';
 import { LazyLabelError } from '../errors.js';
 import { dtype as makeDtype, typedArrayFor, type DType, type DTypeName, type NumericArray } from './dtype.js';
 import { checkBox, checkSlab, copyRegion, naturalSort, product, slabBox, type VolumeReader } from './volume.js';
 
 const TIFF_EXT = /\.tiff?$/i;
 const PNG_EXT = /\.png$/i;
+
+// Each decoder is loaded by the first open of its kind (set before any stack of that kind exists):
+// a PNG folder never loads `tiff`, a TIFF stack never loads pngjs.
+let decodeTiff!: typeof DecodeTiff;
+let PngDecoder!: typeof PNG;
 
 /** One slice source: a page of a TIFF file or a PNG file. */
 interface Slice {
@@ -346,6 +351,7 @@ class TiffStack extends StackVolume {
 
 /** A multi-page TIFF file, a single-page TIFF (2-D) or a folder of single-page TIFFs. */
 export async function openTiffStack(file: string): Promise<VolumeReader> {
+  decodeTiff ??= (await import('tiff')).decode;
   const isDir = fs.statSync(file).isDirectory();
   const slices: Slice[] = [];
   if (isDir) {
@@ -405,7 +411,7 @@ class PngStack extends StackVolume {
   protected decode(slice: Slice): NumericArray {
     let png: PNG;
     try {
-      png = PNG.sync.read(fs.readFileSync(slice.file), { skipRescale: true });
+      png = PngDecoder.sync.read(fs.readFileSync(slice.file), { skipRescale: true });
     } catch (e) {
       throw corrupt(slice.file, `PNG cannot be decoded: ${(e as Error).message}`);
     }
@@ -426,6 +432,7 @@ class PngStack extends StackVolume {
 
 /** A folder of PNG slices (natural filename order) or one PNG image (2-D). */
 export async function openPngStack(file: string): Promise<VolumeReader> {
+  PngDecoder ??= (await import('pngjs')).PNG;
   const isDir = fs.statSync(file).isDirectory();
   const files = isDir ? slicesIn(file, PNG_EXT) : [file];
   if (files.length === 0) throw unsupported(file, 'the folder holds no .png files', 'point at a folder of PNG slices');

@@ -1,7 +1,12 @@
 /** PNG output for previews and the demo figure (pngjs), written atomically. */
-import { PNG } from 'pngjs';
+import { createRequire } from 'node:module';
+import type * as Pngjs from 'pngjs';
 import { writeAtomically, type OutputGuard } from './atomic.js';
 import fs from 'node:fs';
+
+// pngjs (~15 ms) is required by the first encode, not on import: modules that only draw (report/preview.ts
+// uses createImage) and runs that write no PNG (report --max-previews 0) never load it. require keeps encodePng sync.
+const requireCjs = createRequire(import.meta.url);
 
 /** An RGB image, row-major, 3 bytes per pixel. */
 export interface RgbImage {
@@ -30,6 +35,7 @@ export function blit(dst: RgbImage, src: RgbImage, x: number, y: number): void {
 }
 
 export function encodePng(img: RgbImage): Buffer {
+  const { PNG } = requireCjs('pngjs') as typeof Pngjs;
   const png = new PNG({ width: img.width, height: img.height, colorType: 2 });
   for (let i = 0; i < img.width * img.height; i++) {
     png.data[i * 4] = img.rgb[i * 3]!;

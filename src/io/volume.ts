@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LazyLabelError } from '../errors.js';
 import type { DType, NumericArray } from './dtype.js';
-import { H5Source } from './hdf5.js';
 import { parseVolumeRef } from './volumeRef.js';
 
 export type VolumeFormat = 'hdf5' | 'zarr' | 'n5' | 'tiff' | 'png';
@@ -29,6 +28,11 @@ export interface VolumeReader {
   readSlab(start: number, end: number): Promise<NumericArray>;
   /** The box [starts[i], ends[i]) on every axis, flattened in C order. 64-bit integers come back as Float64Array. */
   readBox(starts: number[], ends: number[]): Promise<NumericArray>;
+  /**
+   * HDF5 only: the box as a transient view of a reused buffer (no copy, no allocation), valid until the next
+   * read; null when the element type needs conversion (then use readBox).
+   */
+  readBoxView?(starts: number[], ends: number[]): NumericArray | null;
   attrs(): Record<string, unknown>;
   close(): void;
 }
@@ -157,6 +161,8 @@ export async function openVolume(pathOrRef: string, key?: string): Promise<Volum
 // ---------------------------------------------------------------- HDF5 adapter
 
 async function openHdf5Volume(file: string, key: string | undefined): Promise<VolumeReader> {
+  // h5wasm (~130 ms to load and start) only when an HDF5 volume is opened, as the other formats' readers above
+  const { H5Source } = await import('./hdf5.js');
   const src = await H5Source.open(file);
   try {
     let k = key?.replace(/^\/+/, '');
@@ -181,6 +187,10 @@ async function openHdf5Volume(file: string, key: string | undefined): Promise<Vo
       readBox: async (starts, ends) => {
         checkBox(info.shape, starts, ends, file, readerKey);
         return src.readBox(readerKey, starts, ends);
+      },
+      readBoxView: (starts, ends) => {
+        checkBox(info.shape, starts, ends, file, readerKey);
+        return src.readBoxView(readerKey, starts, ends);
       },
       attrs: () => src.attrs(readerKey),
       close: () => src.close(),

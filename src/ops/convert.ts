@@ -1,11 +1,11 @@
 /** `convert`: stream masks or class volumes into a -1-ignored int16 label volume with `info`, re-check it, and optionally register it in a manifest (library entry point). */
 import path from 'node:path';
 import { LazyLabelError, usageError } from '../errors.js';
-import { H5Sink, defaultChunks, type DatasetInfo } from '../io/hdf5.js';
+import { H5Sink, SlabWriter, defaultChunks, type DatasetInfo } from '../io/hdf5.js';
 import type { VolumeReader } from '../io/volume.js';
 import { checkOutputPath, writeAtomically, writeTextAtomically } from '../io/atomic.js';
 import { ZarrSink, checkZarrOutputPath, outputFormatFor, writeZarrAtomically, type LabelSink, type OutputFormat } from '../io/zarrSink.js';
-import { slabs, rowsPerSlab, DEFAULT_SLAB_MB } from '../core/slabs.js';
+import { boxes, slabs, rowsPerSlab, DEFAULT_SLAB_MB } from '../core/slabs.js';
 import { rawSpatialShape } from '../core/checkRules.js';
 import { infoMaskToArray, isLazy } from '../core/infoMask.js';
 import { classIdOf, parseManifest, type Manifest } from '../core/manifest.js';
@@ -19,6 +19,7 @@ import { requireManifest } from './manifestFile.js';
 import { openLabelVolume, slabBytesPerVoxel, type ScanOptions } from './scan.js';
 import { noProgress } from './progress.js';
 import type { NumericArray } from '../io/dtype.js';
+import type { LabelTallyResult } from '../core/labelTally.js';
 import { VERSION } from '../version.js';
 import { info as infoFinding } from '../core/findings.js';
 import { jobId, partPath, PART_KEY, shardRows, shardText, type Shard, type ShardInfo } from '../core/shard.js';
@@ -29,6 +30,8 @@ export interface VolumeInput {
 }
 
 export interface ConvertOptions extends ScanOptions {
+  /** Re-read the whole written output in the re-check (default: its counts come from the values written). */
+  verify?: boolean;
   /** The label file to write (a zarr v2 folder when it ends in `.zarr` or `outFormat` is `zarr`). */
   output: string;
   /** Output container: default zarr for `*.zarr`, else HDF5. */
@@ -301,6 +304,37 @@ function describeInput(i: OpenInput): ConvertInputReport {
   return { role: i.role, file: i.ref.file, dataset: i.ref.key, shape: i.meta.shape, dtype: i.meta.typeName };
 }
 
+/** Largest output chunk (int16) taken over from a chunked input; bigger input chunks fall back to ~1 MiB chunks. */
+const MAX_INHERITED_CHUNK_BYTES = 4 << 20;
+
+/**
+ * Output chunks and the processing unit. Row slabs that cut the inputs' compressed chunks make HDF5 inflate
+ * each chunk several times (its chunk cache is small and h5wasm cannot enlarge it). So the output takes the
+ * chunk shape of a chunked input (when it is a sensible size), and with HDF5 output the volume is processed
+ * in boxes of whole chunks (`unit`: per axis, the least common multiple of every chunk shape involved), which
+ * keeps memory within the budget whatever the volume's size and inflates/deflates each chunk once.
+ * Otherwise (contiguous inputs, zarr output, or a unit over the budget): chunks no thicker than a slab, and
+ * row slabs.
+ */
+function outputLayout(shape: number[], inputChunks: (number[] | null)[], bytesPerVoxel: number, slabMB: number, outFormat: OutputFormat): { chunks: number[]; unit: number[] | null } {
+  const chunked = inputChunks.filter((c): c is number[] => c !== null && c.length === shape.length);
+  const inherited = chunked.length && shape.length ? chunked[0]!.map((c, i) => Math.min(c, shape[i]!)) : null;
+  const inheritedBytes = inherited ? inherited.reduce((a, b) => a * b, 2) : 0;
+  const chunks = inherited && inheritedBytes <= MAX_INHERITED_CHUNK_BYTES && inheritedBytes >= 64 << 10 ? inherited : defaultChunks(shape, 2);
+  if (outFormat === 'hdf5' && chunked.length) {
+    const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+    const unit = chunks.map((c, i) => chunked.reduce((u, ch) => {
+      const k = Math.min(ch[i]!, shape[i]!);
+      return Math.min(shape[i]!, (u / gcd(u, k)) * k);
+    }, c));
+    // a unit over the budget (odd chunk shapes whose multiple is huge) falls back to row slabs
+    if (unit.reduce((a, b) => a * b, bytesPerVoxel) <= slabMB * 1024 * 1024) return { chunks, unit };
+  }
+  // row slabs: output chunks never span more rows than a slab, so each slab writes whole chunks
+  chunks[0] = Math.min(chunks[0]!, rowsPerSlab(shape, bytesPerVoxel, slabMB));
+  return { chunks, unit: null };
+}
+
 /** Open each input volume (mask and classes often share one file; each is its own reader). */
 async function openAll(refs: { ref: VolumeInput; role: ConvertInputReport['role'] }[], sources: Map<string, VolumeReader>): Promise<OpenInput[]> {
   const out: OpenInput[] = [];
@@ -424,9 +458,9 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     const readBytes = (['mask', 'classes'] as const).reduce((sum, role) => sum + slabBytesPerVoxel(inputs.get(role)?.meta.dtype?.bytes ?? 0), 0);
     const bytesPerVoxel = readBytes + 2 * 2;
     const slabMB = o.slabMB ?? DEFAULT_SLAB_MB;
-    // output chunks never span more rows than a slab, so each slab writes whole chunks
-    const chunks = defaultChunks(shape, 2);
-    chunks[0] = Math.min(chunks[0]!, rowsPerSlab(shape, bytesPerVoxel, slabMB));
+    const readInputs = (['mask', 'classes', 'like'] as const).map((r) => inputs.get(r)).filter((i): i is OpenInput => i !== undefined && i.role !== 'like');
+    const layout = outputLayout(shape, readInputs.map((i) => (i.meta.shape.length === shape.length ? i.vol.chunks ?? null : null)), bytesPerVoxel, slabMB, outFormat);
+    const chunks = layout.chunks;
     const onProgress = o.onProgress ?? noProgress;
     const total = shape.reduce((a, b) => a * b, 1);
     const rowVoxels = shape.slice(1).reduce((a, b) => a * b, 1);
@@ -446,27 +480,38 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
         const writer = partShape[0]! > 0 ? sink.createDataset(plan.outKey, { shape: partShape, dtype: 'int16', chunks, gzip: 4 }) : null;
         const tally = new ConvertTally(plan.nLab);
         let slabCount = 0;
-        for (const slab of slabs(partShape, bytesPerVoxel, slabMB, chunks[0])) {
-          const read = (i: OpenInput): Promise<NumericArray> => i.vol.readSlab(rows.start + slab.start, rows.start + slab.end);
-          let out: Int16Array;
+        const map = async (read: (i: OpenInput) => Promise<NumericArray>, voxels: number): Promise<Int16Array> => {
           switch (plan.mode) {
             case 'mask-classes':
-              out = mapMaskClasses(await read(mask!), await read(classes!), tally);
-              break;
+              return mapMaskClasses(await read(mask!), await read(classes!), tally);
             case 'mask-fill':
-              out = mapMaskFill(await read(mask!), plan.fillClass!, tally);
-              break;
+              return mapMaskFill(await read(mask!), plan.fillClass!, tally);
             case 'all-ignore':
-              out = mapAllIgnore((slab.end - slab.start) * rowVoxels, tally);
-              break;
+              return mapAllIgnore(voxels, tally);
             case 'ignore-value':
             case 'unlabeled-value':
-              out = mapMarkerValue(await read(classes!), plan.marker!, plan.shift, tally);
-              break;
+              return mapMarkerValue(await read(classes!), plan.marker!, plan.shift, tally);
           }
-          await writer!.write(out);
-          slabCount = slab.count;
-          onProgress({ label: target, done: slab.end * rowVoxels, total: partTotal });
+        };
+        if (layout.unit && writer instanceof SlabWriter) {
+          // boxes of whole input and output chunks: each compressed chunk is inflated and deflated once
+          let done = 0;
+          for (const box of boxes(partShape, bytesPerVoxel, slabMB, layout.unit)) {
+            const starts = [rows.start + box.starts[0]!, ...box.starts.slice(1)];
+            const ends = [rows.start + box.ends[0]!, ...box.ends.slice(1)];
+            const voxels = box.ends.reduce((a, e, i) => a * (e - box.starts[i]!), 1);
+            writer.writeBox(box.starts, box.ends, await map((i) => i.vol.readBox(starts, ends), voxels));
+            slabCount = box.count;
+            done += voxels;
+            onProgress({ label: target, done, total: partTotal });
+          }
+        } else {
+          for (const slab of slabs(partShape, bytesPerVoxel, slabMB, chunks[0])) {
+            const out = await map((i) => i.vol.readSlab(rows.start + slab.start, rows.start + slab.end), (slab.end - slab.start) * rowVoxels);
+            await writer!.write(out);
+            slabCount = slab.count;
+            onProgress({ label: target, done: slab.end * rowVoxels, total: partTotal });
+          }
         }
         const result = tally.result();
         const info = buildInfo(plan.nLab, result.classCounts, plan.labeled, plan.notPresent);
@@ -526,7 +571,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   const cubeName = o.cubeName ?? path.basename(o.output).replace(/\.(h5|hdf5|hdf|zarr)$/i, '');
   const check = await checkCube(
     { name: cubeName, label: o.output, labelKey: plan.outKey, infoKey: INFO_KEY, ...(raw ? { raw: raw.file, rawKey: raw.key } : {}), ...(existingCube?.offset ? { offset: existingCube.offset } : {}) },
-    { nLab: plan.nLab, slabMB: o.slabMB, onProgress: o.onProgress },
+    { nLab: plan.nLab, slabMB: o.slabMB, onProgress: o.onProgress, ...writtenTally(written.tally, o.verify) },
   );
   const ok = check.status !== 'error';
   const { tally, info } = written;
@@ -547,6 +592,21 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     check,
     manifestUpdated: updatedManifest !== undefined,
     ...(updatedManifest ? { manifest: { path: plan.manifest!.path, cube: o.cubeName!, action: updatedManifest.action, lazyLabelsEnabled: updatedManifest.lazyLabelsEnabled } } : {}),
+  };
+}
+
+/**
+ * The re-check's counts without reading the output again: ConvertTally counted every value handed to the
+ * writer, which stores only -1..nLab-1 (a run with other values is refused before anything is kept). The
+ * re-check still re-opens the output for its shape, dtype, `info` and raw pairing. `verify` re-reads it all.
+ */
+function writtenTally(tally: ConvertTallyResult, verify: boolean | undefined): { knownTally?: LabelTallyResult } {
+  if (verify || tally.outOfRangeVoxels > 0 || tally.nonIntegral > 0) return {};
+  return {
+    knownTally: {
+      voxels: tally.voxels, classCounts: [...tally.classCounts], ignored: tally.ignored,
+      outOfRange: new Map(), outOfRangeVoxels: 0, nonIntegral: 0, nonIntegralExamples: [],
+    },
   };
 }
 
@@ -571,7 +631,7 @@ async function shardReport(
 ): Promise<ConvertReport> {
   const sh = written.shardInfo!;
   const check: FileReport = written.partShape[0]! > 0
-    ? await checkCube({ name: path.basename(target), label: target, labelKey: plan.outKey, infoKey: INFO_KEY }, { nLab: plan.nLab, slabMB: o.slabMB, onProgress: o.onProgress })
+    ? await checkCube({ name: path.basename(target), label: target, labelKey: plan.outKey, infoKey: INFO_KEY }, { nLab: plan.nLab, slabMB: o.slabMB, onProgress: o.onProgress, ...writtenTally(written.tally, o.verify) })
     : {
       name: path.basename(target), path: target, dataset: plan.outKey, status: 'ok', stats: null,
       findings: [infoFinding('shard-empty', `shard ${shardText(sh)} owns no rows of the ${sh.total}-row output (more shards than chunk rows): its part holds only metadata`)],

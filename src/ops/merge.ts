@@ -20,16 +20,19 @@ import { assembleShards, PART_KEY, shardText, type ShardInfo } from '../core/sha
 import { slabs, DEFAULT_SLAB_MB } from '../core/slabs.js';
 import { LazyLabelError, usageError } from '../errors.js';
 import { checkOutputPath, writeAtomically, writeTextAtomically } from '../io/atomic.js';
-import { H5Sink, H5Source, withH5 } from '../io/hdf5.js';
+import type { H5Source } from '../io/hdf5.js';
 import { validateAgainst } from '../schemas.js';
 import { checkCube, lazyDisabledFinding, type CheckReport } from './check.js';
-import { assertManifestUpdatable, countFields, INFO_KEY, manifestWithCube, type ConvertPartMeta, type ConvertReport } from './convert.js';
+import type { ConvertPartMeta, ConvertReport } from './convert.js';
 import { requireManifest } from './manifestFile.js';
 import type { PredictPartMeta, PredictReport } from './predict.js';
 import { noProgress, type ProgressFn } from './progress.js';
 import { finishPrios, type PriosReport } from './suggestPrios.js';
 import { infoMaskToArray } from '../core/infoMask.js';
 import type { Manifest } from '../core/manifest.js';
+
+// HDF5 (h5wasm) and convert's writers are loaded only for part files: merging --json reports needs neither
+const hdf5 = (): Promise<typeof import('../io/hdf5.js')> => import('../io/hdf5.js');
 
 export type MergeKind = 'check' | 'suggest-prios' | 'convert' | 'predict';
 
@@ -118,6 +121,7 @@ function readReport(file: string): Input {
 }
 
 async function readPart(file: string): Promise<Input> {
+  const { withH5 } = await hdf5();
   return withH5(file, (src) => {
     if (!src.has(PART_KEY)) throw usageError(`${file} is an HDF5 file but not a part file of a sharded run`, `part files come from convert/predict --shard i/n (named OUT.part-i-of-n) and hold '${PART_KEY}'`);
     const raw = src.attrs(PART_KEY).meta;
@@ -239,6 +243,7 @@ function sumTallies(tallies: readonly ConvertTallyResult[], nLab: number): Conve
 
 /** Stream one dataset's rows of every part, in shard order, into writers (bounded memory: one slab of each). */
 async function concatParts(parts: readonly { source: string; shard: ShardInfo }[], keys: { key: string; write: (data: ReturnType<H5Source['readSlab']>) => void; bytesPerRow: number }[], rowVoxels: number, total: number, o: MergeOptions, label: string, alignRows: number): Promise<void> {
+  const { withH5 } = await hdf5();
   const onProgress = o.onProgress ?? noProgress;
   const bytesPerRow = keys.reduce((a, k) => a + k.bytesPerRow, 0);
   for (const part of parts) {
@@ -255,6 +260,7 @@ async function concatParts(parts: readonly { source: string; shard: ShardInfo }[
 }
 
 async function mergeConvert(parts: Extract<Input, { kind: 'convert' }>[], o: MergeOptions): Promise<ConvertReport> {
+  const [{ H5Sink, withH5 }, { assertManifestUpdatable, countFields, INFO_KEY, manifestWithCube }] = await Promise.all([hdf5(), import('./convert.js')]);
   const output = o.output!;
   const m = parts[0]!.meta;
   const guard = { force: o.force ?? false, inputs: [...o.inputs, ...m.inputs.map((i) => i.file), ...(m.manifest ? [m.manifest] : [])] };
@@ -314,6 +320,7 @@ async function mergeConvert(parts: Extract<Input, { kind: 'convert' }>[], o: Mer
 }
 
 async function mergePredict(parts: Extract<Input, { kind: 'predict' }>[], o: MergeOptions): Promise<PredictReport> {
+  const { H5Sink } = await hdf5();
   const output = o.output!;
   const m = parts[0]!.meta;
   const guard = { force: o.force ?? false, inputs: [...o.inputs] };

@@ -3,9 +3,9 @@ import { isLazyLabelError, LazyLabelError } from '../errors.js';
 import type { H5Source } from '../io/hdf5.js';
 import { openVolume, type VolumeReader } from '../io/volume.js';
 import type { CubeFacts } from '../core/checkRules.js';
-import { LabelTally } from '../core/labelTally.js';
+import { LabelTally, type LabelTallyResult } from '../core/labelTally.js';
 import type { RawInfo } from '../core/infoMask.js';
-import { DEFAULT_SLAB_MB, slabs } from '../core/slabs.js';
+import { boxes, DEFAULT_SLAB_MB, slabs } from '../core/slabs.js';
 import { noProgress, type ProgressFn } from './progress.js';
 
 export interface CubeRef {
@@ -21,7 +21,18 @@ export interface CubeRef {
 export interface ScanOptions {
   slabMB?: number;
   onProgress?: ProgressFn;
+  /**
+   * The label counts, when the caller already has them exactly (convert counts every value it writes): the
+   * volume is then not read again; its metadata, `info` and raw are still read and every rule still applies.
+   */
+  knownTally?: LabelTallyResult;
 }
+
+/**
+ * Boxes read as heap views are kept this small even under a larger --slab-mb: counting an 8 MiB box that
+ * was just decoded hits the CPU cache, and the wasm heap stays small (measured: 64 -> 8 MiB was 10-25% faster).
+ */
+const VIEW_BOX_MB = 8;
 
 /** Bytes held per voxel while a slab is in flight: the wasm heap copy, the JS copy, and float64 widening of 64-bit ints. */
 export function slabBytesPerVoxel(bytes: number): number {
@@ -35,8 +46,21 @@ export async function tallyLabels(vol: VolumeReader, nLab: number, opts: ScanOpt
   const isFloat = vol.dtype.kind === 'float';
   const onProgress = opts.onProgress ?? noProgress;
   const total = vol.shape.reduce((a, b) => a * b, 1);
+  const slabMB = opts.slabMB ?? DEFAULT_SLAB_MB;
+  if (vol.readBoxView && total > 0 && vol.readBoxView(vol.shape.map(() => 0), vol.shape.map(() => 0)) !== null) {
+    // HDF5: count views of one reused heap buffer, in boxes of whole chunks (each chunk inflated once);
+    // a view holds only the heap copy of the voxels
+    let done = 0;
+    for (const box of boxes(vol.shape, vol.dtype.bytes, Math.min(slabMB, VIEW_BOX_MB), vol.chunks)) {
+      const view = vol.readBoxView(box.starts, box.ends)!;
+      tally.add(view, isFloat);
+      done += view.length;
+      onProgress({ label: vol.file, done, total });
+    }
+    return tally.result();
+  }
   const rowVoxels = vol.shape.slice(1).reduce((a, b) => a * b, 1);
-  for (const slab of slabs(vol.shape, slabBytesPerVoxel(vol.dtype.bytes), opts.slabMB ?? DEFAULT_SLAB_MB, vol.chunks?.[0] ?? 1)) {
+  for (const slab of slabs(vol.shape, slabBytesPerVoxel(vol.dtype.bytes), slabMB, vol.chunks?.[0] ?? 1)) {
     tally.add(await vol.readSlab(slab.start, slab.end), isFloat);
     onProgress({ label: vol.file, done: slab.end * rowVoxels, total });
   }
@@ -95,7 +119,7 @@ export async function gatherCubeFacts(ref: CubeRef, nLab: number, opts: ScanOpti
       facts = {
         nLab,
         label: { shape: vol.shape, dtype: vol.dtype, typeName: vol.typeName },
-        tally: scannable ? await tallyLabels(vol, nLab, opts) : null,
+        tally: !scannable ? null : opts.knownTally && opts.knownTally.voxels === vol.shape.reduce((a, b) => a * b, 1) ? opts.knownTally : await tallyLabels(vol, nLab, opts),
         info: await readInfoOf(ref.label, ref.infoKey),
         offset: ref.offset,
       };
