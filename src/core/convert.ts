@@ -81,6 +81,21 @@ export class ConvertTally {
     this.voxels += n;
   }
 
+  /** Add a tally counted elsewhere (convert's reader worker). */
+  addResult(r: ConvertTallyResult): void {
+    this.voxels += r.voxels;
+    this.counts[0]! += r.ignored;
+    r.classCounts.forEach((n, c) => (this.counts[c + 1]! += n));
+    this.outOfRangeVoxels += r.outOfRangeVoxels;
+    for (const [v, n] of r.outOfRange) {
+      const seen = this.outOfRange.get(v);
+      if (seen !== undefined) this.outOfRange.set(v, seen + n);
+      else if (this.outOfRange.size < MAX_TRACKED) this.outOfRange.set(v, n);
+    }
+    this.nonIntegral += r.nonIntegral;
+    for (const x of r.nonIntegralExamples) if (this.nonIntegralExamples.length < 5) this.nonIntegralExamples.push(x);
+  }
+
   result(): ConvertTallyResult {
     return {
       voxels: this.voxels,

@@ -1,4 +1,5 @@
 /** `convert`: stream masks or class volumes into a -1-ignored int16 label volume with `info`, re-check it, and optionally register it in a manifest (library entry point). */
+import os from 'node:os';
 import path from 'node:path';
 import { LazyLabelError, usageError } from '../errors.js';
 import { H5Sink, SlabWriter, defaultChunks, type DatasetInfo } from '../io/hdf5.js';
@@ -20,6 +21,7 @@ import { openLabelVolume, slabBytesPerVoxel, type ScanOptions } from './scan.js'
 import { noProgress } from './progress.js';
 import type { NumericArray } from '../io/dtype.js';
 import type { LabelTallyResult } from '../core/labelTally.js';
+import { mapPieces, mapPiecesInWorker, type MappingPlan, type Piece } from './convertMapping.js';
 import { VERSION } from '../version.js';
 import { info as infoFinding } from '../core/findings.js';
 import { jobId, partPath, PART_KEY, shardRows, shardText, type Shard, type ShardInfo } from '../core/shard.js';
@@ -32,6 +34,11 @@ export interface VolumeInput {
 export interface ConvertOptions extends ScanOptions {
   /** Re-read the whole written output in the re-check (default: its counts come from the values written). */
   verify?: boolean;
+  /**
+   * Read and map the inputs in a worker thread while this one compresses the output (default: for volumes
+   * of READER_WORKER_MIN_VOXELS or more on a machine with 2+ cores; the worker's start-up costs ~0.2 s).
+   */
+  readerWorker?: boolean;
   /** The label file to write (a zarr v2 folder when it ends in `.zarr` or `outFormat` is `zarr`). */
   output: string;
   /** Output container: default zarr for `*.zarr`, else HDF5. */
@@ -304,6 +311,9 @@ function describeInput(i: OpenInput): ConvertInputReport {
   return { role: i.role, file: i.ref.file, dataset: i.ref.key, shape: i.meta.shape, dtype: i.meta.typeName };
 }
 
+/** Volumes from this size on use the reader worker by default (below it, its start-up outweighs the overlap). */
+export const READER_WORKER_MIN_VOXELS = 16 << 20;
+
 /** Largest output chunk (int16) taken over from a chunked input; bigger input chunks fall back to ~1 MiB chunks. */
 const MAX_INHERITED_CHUNK_BYTES = 4 << 20;
 
@@ -458,8 +468,11 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     const readBytes = (['mask', 'classes'] as const).reduce((sum, role) => sum + slabBytesPerVoxel(inputs.get(role)?.meta.dtype?.bytes ?? 0), 0);
     const bytesPerVoxel = readBytes + 2 * 2;
     const slabMB = o.slabMB ?? DEFAULT_SLAB_MB;
+    // a reader worker maps the next piece while this thread compresses the current one (+2 bytes per voxel)
+    const useWorker = plan.mode !== 'all-ignore' && (o.readerWorker ?? (shape.reduce((a, b) => a * b, 1) >= READER_WORKER_MIN_VOXELS && os.availableParallelism() > 1));
+    const pieceBytes = bytesPerVoxel + (useWorker ? 2 : 0);
     const readInputs = (['mask', 'classes', 'like'] as const).map((r) => inputs.get(r)).filter((i): i is OpenInput => i !== undefined && i.role !== 'like');
-    const layout = outputLayout(shape, readInputs.map((i) => (i.meta.shape.length === shape.length ? i.vol.chunks ?? null : null)), bytesPerVoxel, slabMB, outFormat);
+    const layout = outputLayout(shape, readInputs.map((i) => (i.meta.shape.length === shape.length ? i.vol.chunks ?? null : null)), pieceBytes, slabMB, outFormat);
     const chunks = layout.chunks;
     const onProgress = o.onProgress ?? noProgress;
     const total = shape.reduce((a, b) => a * b, 1);
@@ -480,39 +493,25 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
         const writer = partShape[0]! > 0 ? sink.createDataset(plan.outKey, { shape: partShape, dtype: 'int16', chunks, gzip: 4 }) : null;
         const tally = new ConvertTally(plan.nLab);
         let slabCount = 0;
-        const map = async (read: (i: OpenInput) => Promise<NumericArray>, voxels: number): Promise<Int16Array> => {
-          switch (plan.mode) {
-            case 'mask-classes':
-              return mapMaskClasses(await read(mask!), await read(classes!), tally);
-            case 'mask-fill':
-              return mapMaskFill(await read(mask!), plan.fillClass!, tally);
-            case 'all-ignore':
-              return mapAllIgnore(voxels, tally);
-            case 'ignore-value':
-            case 'unlabeled-value':
-              return mapMarkerValue(await read(classes!), plan.marker!, plan.shift, tally);
-          }
-        };
-        if (layout.unit && writer instanceof SlabWriter) {
-          // boxes of whole input and output chunks: each compressed chunk is inflated and deflated once
-          let done = 0;
-          for (const box of boxes(partShape, bytesPerVoxel, slabMB, layout.unit)) {
-            const starts = [rows.start + box.starts[0]!, ...box.starts.slice(1)];
-            const ends = [rows.start + box.ends[0]!, ...box.ends.slice(1)];
-            const voxels = box.ends.reduce((a, e, i) => a * (e - box.starts[i]!), 1);
-            writer.writeBox(box.starts, box.ends, await map((i) => i.vol.readBox(starts, ends), voxels));
-            slabCount = box.count;
-            done += voxels;
-            onProgress({ label: target, done, total: partTotal });
-          }
-        } else {
-          for (const slab of slabs(partShape, bytesPerVoxel, slabMB, chunks[0])) {
-            const out = await map((i) => i.vol.readSlab(rows.start + slab.start, rows.start + slab.end), (slab.end - slab.start) * rowVoxels);
-            await writer!.write(out);
-            slabCount = slab.count;
-            onProgress({ label: target, done: slab.end * rowVoxels, total: partTotal });
-          }
+        // the pieces this run maps and writes, in input coordinates: boxes of whole chunks, or row slabs
+        const boxMode = layout.unit !== null && writer instanceof SlabWriter;
+        const pieces: Piece[] = boxMode
+          ? [...boxes(partShape, pieceBytes, slabMB, layout.unit)].map((b) => ({ starts: [rows.start + b.starts[0]!, ...b.starts.slice(1)], ends: [rows.start + b.ends[0]!, ...b.ends.slice(1)] }))
+          : [...slabs(partShape, pieceBytes, slabMB, chunks[0])].map((sl) => ({ starts: [rows.start + sl.start, ...shape.slice(1).map(() => 0)], ends: [rows.start + sl.end, ...shape.slice(1)] }));
+        const mappingPlan: MappingPlan = { mode: plan.mode, nLab: plan.nLab, fillClass: plan.fillClass, marker: plan.marker, shift: plan.shift };
+        const mapped = useWorker
+          ? mapPiecesInWorker(mappingPlan, { ...(o.mask ? { mask: o.mask } : {}), ...(o.classes ? { classes: o.classes } : {}) }, { mask: mask?.vol, classes: classes?.vol }, pieces, tally)
+          : mapPieces(mappingPlan, { mask: mask?.vol, classes: classes?.vol }, pieces, tally);
+        let done = 0;
+        let index = 0;
+        for await (const labels of mapped) {
+          const piece = pieces[index++]!;
+          if (boxMode) (writer as SlabWriter).writeBox([piece.starts[0]! - rows.start, ...piece.starts.slice(1)], [piece.ends[0]! - rows.start, ...piece.ends.slice(1)], labels);
+          else await writer!.write(labels);
+          done += labels.length;
+          onProgress({ label: target, done, total: partTotal });
         }
+        slabCount = pieces.length;
         const result = tally.result();
         const info = buildInfo(plan.nLab, result.classCounts, plan.labeled, plan.notPresent);
         const where = plan.mode === 'mask-classes' ? `inside the mask (${refText(classes!.ref)})` : plan.mode === 'all-ignore' ? undefined : `of ${refText(primary.ref)}`;
@@ -548,7 +547,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
           };
           const meta: ConvertPartMeta = {
             kind: 'convert', version: VERSION, shard: shardInfo, output: o.output, outKey: plan.outKey, shape, chunks,
-            slabs: [...slabs(shape, bytesPerVoxel, slabMB, chunks[0])].length,
+            slabs: [...slabs(shape, pieceBytes, slabMB, chunks[0])].length,
             mode: plan.mode, nLab: plan.nLab, ...(plan.classNames ? { classNames: plan.classNames } : {}),
             labeled: plan.labeled, notPresent: plan.notPresent, allowEmpty: o.allowEmpty ?? false, tally: result,
             primary: primary.ref, where: where ?? null, inputs: inputReports, attrsCopied: Object.keys(attrs), provenance,

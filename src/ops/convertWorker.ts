@@ -1,0 +1,40 @@
+/** convert's reader worker: opens the inputs and maps the pieces it claims from the shared counter, a bounded number ahead of the writer. */
+import { parentPort } from 'node:worker_threads';
+import { isLazyLabelError } from '../errors.js';
+import { ConvertTally } from '../core/convert.js';
+import { IN_FLIGHT, mapPiece, NEXT, openMappingInputs, WRITTEN, type FromWorker, type ToWorker } from './convertMapping.js';
+
+const port = parentPort!;
+
+port.on('message', (m: ToWorker) => {
+  run(m).catch((e: unknown) => {
+    const error: Extract<FromWorker, { type: 'error' }>['error'] = isLazyLabelError(e)
+      ? { message: e.message, code: e.code, file: e.file, dataset: e.dataset, hint: e.hint, exitCode: e.exitCode, user: true }
+      : { message: e instanceof Error ? e.message : String(e), user: false };
+    port.postMessage({ type: 'error', error } satisfies FromWorker);
+  });
+});
+
+async function run(m: ToWorker): Promise<void> {
+  const shared = new Int32Array(m.shared);
+  const inputs = await openMappingInputs(m.refs);
+  try {
+    const tally = new ConvertTally(m.plan.nLab);
+    for (;;) {
+      // claim the next piece only while fewer than IN_FLIGHT are unwritten (Atomics.wait blocks this thread, no spinning)
+      let written = Atomics.load(shared, WRITTEN);
+      while (Atomics.load(shared, NEXT) - written >= IN_FLIGHT) {
+        Atomics.wait(shared, WRITTEN, written, 1000);
+        written = Atomics.load(shared, WRITTEN);
+      }
+      const index = Atomics.add(shared, NEXT, 1);
+      if (index >= m.pieces.length) break;
+      const labels = await mapPiece(m.plan, inputs, m.pieces[index]!, tally);
+      port.postMessage({ type: 'piece', index, labels } satisfies FromWorker, [labels.buffer as ArrayBuffer]);
+    }
+    port.postMessage({ type: 'done', tally: tally.result() } satisfies FromWorker);
+  } finally {
+    inputs.mask?.close();
+    if (inputs.classes !== inputs.mask) inputs.classes?.close();
+  }
+}
