@@ -144,6 +144,28 @@ describe('manifests', () => {
   });
 });
 
+describe('counting with a worker thread', () => {
+  it('two threads sharing the boxes count exactly what one does (NumPy counts), progress reaches the total', async () => {
+    for (const name of ['dense3d_int16_chunked.h5', 'dense2d_uint8.h5']) {
+      const ref = { label: fixture('check', name), labelKey: 'lab', infoKey: 'info' };
+      const events: number[] = [];
+      const shared = await checkCube(ref, { nLab: 3, slabMB: 0.001, tallyWorker: true, onProgress: (e) => events.push(e.done) });
+      const alone = await checkCube(ref, { nLab: 3, slabMB: 0.001, tallyWorker: false });
+      expect(shared).toEqual(alone);
+      expect(shared.stats!.classCounts).toEqual(expected[name]!.classCounts);
+      expect(events.at(-1)).toBe(shared.stats!.voxels);
+    }
+  });
+
+  it('a file that cannot be read fails the same way with or without the worker', async () => {
+    const lzf = { label: fixture('fuzz', 'hostile', 'lzf.h5'), labelKey: 'lab', infoKey: 'info' };
+    const a = await checkCube(lzf, { nLab: 3, slabMB: 0.0001, tallyWorker: true });
+    const b = await checkCube(lzf, { nLab: 3, slabMB: 0.0001, tallyWorker: false });
+    expect(a).toEqual(b);
+    expect(a.findings.map((f) => f.code)).toContain('unsupported-filter');
+  });
+});
+
 describe('bounded memory', () => {
   it('a volume larger than the slab budget is streamed in many slabs with identical stats', async () => {
     const ref = { label: fixture('check', 'dense3d_int16_chunked.h5'), labelKey: 'lab', infoKey: 'info' };

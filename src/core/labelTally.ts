@@ -130,6 +130,23 @@ export class LabelTally {
     else if (this.outOfRange.size < MAX_TRACKED) this.outOfRange.set(v, times);
   }
 
+  /** Add a tally counted elsewhere (a worker thread's share of the same volume). */
+  addResult(r: LabelTallyResult): void {
+    this.voxels += r.voxels;
+    this.counts[0]! += r.ignored;
+    r.classCounts.forEach((n, c) => (this.counts[c + 1]! += n));
+    for (const [v, n] of r.outOfRange) {
+      this.outOfRangeVoxels += n;
+      const seen = this.outOfRange.get(v);
+      if (seen !== undefined) this.outOfRange.set(v, seen + n);
+      else if (this.outOfRange.size < MAX_TRACKED) this.outOfRange.set(v, n);
+    }
+    // offending values past the other side's tracking limit are counted, not listed
+    this.outOfRangeVoxels += r.outOfRangeVoxels - [...r.outOfRange.values()].reduce((a, b) => a + b, 0);
+    this.nonIntegral += r.nonIntegral;
+    for (const x of r.nonIntegralExamples) if (this.nonIntegralExamples.length < 5) this.nonIntegralExamples.push(x);
+  }
+
   result(): LabelTallyResult {
     return {
       voxels: this.voxels,
