@@ -53,3 +53,18 @@ export function usageError(message: string, hint?: string): LazyLabelError {
 export function isLazyLabelError(e: unknown): e is LazyLabelError {
   return e instanceof LazyLabelError;
 }
+
+/** An error as a worker thread posts it: structured clone drops the class, so user errors are rebuilt from this. */
+export type PostedError = { message: string; user: false } | ({ message: string; user: true } & LazyLabelErrorInit);
+
+export function postableError(e: unknown): PostedError {
+  if (isLazyLabelError(e)) return { message: e.message, user: true, code: e.code, file: e.file, dataset: e.dataset, hint: e.hint, exitCode: e.exitCode };
+  return { message: e instanceof Error ? e.message : String(e), user: false };
+}
+
+/** The error a worker posted, as this thread throws it: the same LazyLabelError for user errors. */
+export function revivedError(p: PostedError): Error {
+  if (!p.user) return new Error(p.message);
+  const { message, user: _user, ...init } = p;
+  return new LazyLabelError(message, init);
+}

@@ -1,7 +1,7 @@
 /** convert's mapping of input pieces into int16 labels: in this thread, or in a reader worker that reads and maps the next piece while this thread compresses and writes the current one. */
-import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { LazyLabelError, type ExitCode } from '../errors.js';
+import { workerUrl } from './workerUrl.js';
+import { revivedError, type PostedError } from '../errors.js';
 import { ConvertTally, mapAllIgnore, mapMarkerValue, mapMaskClasses, mapMaskFill, type ConvertMode, type ConvertTallyResult } from '../core/convert.js';
 import type { NumericArray } from '../io/dtype.js';
 import type { VolumeReader } from '../io/volume.js';
@@ -53,7 +53,7 @@ export type ToWorker = { type: 'start'; plan: MappingPlan; refs: MappingInputs<{
 export type FromWorker =
   | { type: 'piece'; index: number; labels: Int16Array }
   | { type: 'done'; tally: ConvertTallyResult }
-  | { type: 'error'; error: { message: string; code?: string; file?: string; dataset?: string; hint?: string; exitCode?: ExitCode; user: boolean } };
+  | { type: 'error'; error: PostedError };
 
 /** Slots of the shared Int32Array: the next unclaimed piece, and how many pieces the writer is done with. */
 export const NEXT = 0;
@@ -61,12 +61,6 @@ export const WRITTEN = 1;
 /** Pieces claimed but not yet written, at most: the one being written and the one mapped next. */
 export const IN_FLIGHT = 2;
 
-/** The compiled worker next to this module; under the test runner (TypeScript sources) the one in dist/. */
-function workerUrl(): URL {
-  const here = new URL('./convertWorker.js', import.meta.url);
-  if (fs.existsSync(here)) return here;
-  return new URL('../../dist/ops/convertWorker.js', import.meta.url);
-}
 
 /**
  * The pieces in order, mapped by this thread and a reader worker with its own HDF5 instance (libhdf5 in
@@ -78,7 +72,7 @@ function workerUrl(): URL {
  */
 export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<{ file: string; key: string }>, inputs: MappingInputs<VolumeReader> | null, pieces: Piece[], tally: ConvertTally): AsyncGenerator<Int16Array> {
   const shared = new Int32Array(new SharedArrayBuffer(8));
-  const worker = new Worker(workerUrl());
+  const worker = new Worker(workerUrl('./convertWorker.js', import.meta.url));
   const queue: FromWorker[] = [];
   let wake: (() => void) | null = null;
   let failure: unknown = null;
@@ -102,7 +96,7 @@ export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<
       wake = null;
     }
     const m = queue.shift()!;
-    if (m.type === 'error') throw revive(m.error);
+    if (m.type === 'error') throw revivedError(m.error);
     return m;
   };
   try {
@@ -132,11 +126,6 @@ export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<
     finished = true;
     await worker.terminate();
   }
-}
-
-function revive(e: Extract<FromWorker, { type: 'error' }>['error']): Error {
-  if (!e.user) return new Error(e.message);
-  return new LazyLabelError(e.message, { code: e.code ?? 'not-read', file: e.file, dataset: e.dataset, hint: e.hint, ...(e.exitCode !== undefined ? { exitCode: e.exitCode } : {}) });
 }
 
 /** Open the inputs in the worker (by reference: the worker has its own HDF5 instance). */

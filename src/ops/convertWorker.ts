@@ -1,18 +1,13 @@
 /** convert's reader worker: opens the inputs and maps the pieces it claims from the shared counter, a bounded number ahead of the writer. */
 import { parentPort } from 'node:worker_threads';
-import { isLazyLabelError } from '../errors.js';
+import { postableError } from '../errors.js';
 import { ConvertTally } from '../core/convert.js';
 import { IN_FLIGHT, mapPiece, NEXT, openMappingInputs, WRITTEN, type FromWorker, type ToWorker } from './convertMapping.js';
 
 const port = parentPort!;
 
 port.on('message', (m: ToWorker) => {
-  run(m).catch((e: unknown) => {
-    const error: Extract<FromWorker, { type: 'error' }>['error'] = isLazyLabelError(e)
-      ? { message: e.message, code: e.code, file: e.file, dataset: e.dataset, hint: e.hint, exitCode: e.exitCode, user: true }
-      : { message: e instanceof Error ? e.message : String(e), user: false };
-    port.postMessage({ type: 'error', error } satisfies FromWorker);
-  });
+  run(m).catch((e: unknown) => port.postMessage({ type: 'error', error: postableError(e) } satisfies FromWorker));
 });
 
 async function run(m: ToWorker): Promise<void> {

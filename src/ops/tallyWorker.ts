@@ -1,6 +1,6 @@
 /** The counting worker of tallyWorkerPool: opens the label volume itself and counts the boxes it claims. */
 import { parentPort } from 'node:worker_threads';
-import { isLazyLabelError } from '../errors.js';
+import { postableError } from '../errors.js';
 import { LabelTally } from '../core/labelTally.js';
 import { openLabelVolume } from './scan.js';
 import { NEXT_BOX, WORKER_VOXELS, type FromTallyWorker, type ToTallyWorker } from './tallyWorkerPool.js';
@@ -10,12 +10,7 @@ const port = parentPort!;
 port.once('message', (m: ToTallyWorker) => {
   run(m).then(
     (msg) => port.postMessage(msg),
-    (e: unknown) => {
-      const error: Extract<FromTallyWorker, { type: 'error' }>['error'] = isLazyLabelError(e)
-        ? { message: e.message, code: e.code, file: e.file, dataset: e.dataset, hint: e.hint, exitCode: e.exitCode, user: true }
-        : { message: e instanceof Error ? e.message : String(e), user: false };
-      port.postMessage({ type: 'error', error } satisfies FromTallyWorker);
-    },
+    (e: unknown) => port.postMessage({ type: 'error', error: postableError(e) } satisfies FromTallyWorker),
   );
 });
 

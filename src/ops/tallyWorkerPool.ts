@@ -1,7 +1,7 @@
 /** Count an HDF5 label volume with this thread and one worker thread (its own HDF5 instance) claiming whole-chunk boxes from a shared counter. */
-import fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { LazyLabelError, type ExitCode } from '../errors.js';
+import { workerUrl } from './workerUrl.js';
+import { revivedError, type PostedError } from '../errors.js';
 import { LabelTally, type LabelTallyResult } from '../core/labelTally.js';
 import type { Box } from '../core/slabs.js';
 import type { VolumeReader } from '../io/volume.js';
@@ -10,17 +10,12 @@ import type { ProgressFn } from './progress.js';
 export type ToTallyWorker = { file: string; key: string; nLab: number; isFloat: boolean; boxes: Pick<Box, 'starts' | 'ends'>[]; shared: SharedArrayBuffer };
 export type FromTallyWorker =
   | { type: 'done'; tally: Omit<LabelTallyResult, 'outOfRange'> & { outOfRange: [number, number][] } }
-  | { type: 'error'; error: { message: string; code?: string; file?: string; dataset?: string; hint?: string; exitCode?: ExitCode; user: boolean } };
+  | { type: 'error'; error: PostedError };
 
 /** Slots of the shared BigInt64Array: the next unclaimed box, and voxels counted by the worker (for progress). */
 export const NEXT_BOX = 0;
 export const WORKER_VOXELS = 1;
 
-function workerUrl(): URL {
-  const here = new URL('./tallyWorker.js', import.meta.url);
-  if (fs.existsSync(here)) return here;
-  return new URL('../../dist/ops/tallyWorker.js', import.meta.url); // under the test runner (TypeScript sources)
-}
 
 /**
  * Both threads claim boxes until none is left (tallies do not care about order), so the worker's start-up
@@ -29,7 +24,7 @@ function workerUrl(): URL {
 export async function tallyBoxesWithWorker(vol: VolumeReader, nLab: number, boxes: Box[], isFloat: boolean, onProgress: ProgressFn): Promise<LabelTallyResult> {
   const shared = new BigInt64Array(new SharedArrayBuffer(16));
   const total = vol.shape.reduce((a, b) => a * b, 1);
-  const worker = new Worker(workerUrl());
+  const worker = new Worker(workerUrl('./tallyWorker.js', import.meta.url));
   const finished = new Promise<FromTallyWorker>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
@@ -49,10 +44,7 @@ export async function tallyBoxesWithWorker(vol: VolumeReader, nLab: number, boxe
       onProgress({ label: vol.file, done: mine + Number(Atomics.load(shared, WORKER_VOXELS)), total });
     }
     const m = await finished;
-    if (m.type === 'error') {
-      const e = m.error;
-      throw e.user ? new LazyLabelError(e.message, { code: e.code ?? 'not-read', file: e.file, dataset: e.dataset, hint: e.hint, ...(e.exitCode !== undefined ? { exitCode: e.exitCode } : {}) }) : new Error(e.message);
-    }
+    if (m.type === 'error') throw revivedError(m.error);
     tally.addResult({ ...m.tally, outOfRange: new Map(m.tally.outOfRange) });
     onProgress({ label: vol.file, done: total, total });
     return tally.result();
