@@ -50,6 +50,19 @@ afterAll(async () => {
 });
 
 describe('buildUNet', () => {
+  it('the same seed gives the same weights, seed 0 (the CLI default) and negative seeds included', () => {
+    for (const seed of [0, -7919, 3]) {
+      const a = buildUNet({ dims: 2, nLab: 3, inChannels: 1, depth: 1, baseFilters: 2, seed });
+      const b = buildUNet({ dims: 2, nLab: 3, inChannels: 1, depth: 1, baseFilters: 2, seed });
+      const wa = a.getWeights().map((w) => Array.from(w.dataSync()));
+      const wb = b.getWeights().map((w) => Array.from(w.dataSync()));
+      expect(wa.length).toBeGreaterThan(0);
+      expect(wa).toEqual(wb);
+      a.dispose();
+      b.dispose();
+    }
+  });
+
   it('keeps the spatial shape and ends in a softmax over nLab (2D)', () => {
     const model = buildUNet({ dims: 2, nLab: 3, inChannels: 1, depth: 2, baseFilters: 4, seed: 1 });
     const y = tf.tidy(() => model.predict(rnd([2, 16, 24, 1], 1)) as tf.Tensor);

@@ -26,6 +26,7 @@ interface TrainArgs extends GlobalFlags {
   checkpointEvery?: number;
   cacheMb: number;
   jitter: boolean;
+  threads: string;
 }
 
 /** Exit code after Ctrl-C, as shells report a SIGINT death. */
@@ -53,6 +54,7 @@ export function builder(y: Argv): Argv<TrainArgs> {
     .option('checkpoint-every', { type: 'number', describe: 'checkpoint every K steps (default: as validation)' })
     .option('cache-mb', { type: 'number', default: 1024, describe: 'memory for whole cubes; larger cubes are read patch by patch' })
     .option('jitter', { type: 'boolean', default: false, describe: 'intensity augmentation (ELEKTRONN grey-value jitter)' })
+    .option('threads', { type: 'string', default: 'auto', describe: 'compute threads on wasm/cpu (data-parallel over the batch); auto: min(cores, batch), 1 for small steps and for the tensorflow backends' })
     .example('$0 train --manifest dataset.json --out run/ --patch 16,96,96 --steps 2000', '')
     .example('$0 train --manifest dataset.json --out run/ --steps 4000 --resume', 'continue to step 4000') as unknown as Argv<TrainArgs>;
 }
@@ -64,10 +66,17 @@ function parsePatch(text: string | undefined): number[] | undefined {
   return parts;
 }
 
+function parseThreads(text: string): number | 'auto' {
+  if (text === 'auto') return 'auto';
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw usageError(`--threads ${text} is not a positive integer`, "e.g. --threads 2, or --threads auto");
+  return n;
+}
+
 export function renderTrain(r: TrainReport): string[] {
   const fmt = (v: number | null | undefined, d = 4): string => (v === null || v === undefined ? '-' : v.toFixed(d));
   const lines = [
-    `backend: ${r.backend} (${r.backendDetail})`,
+    `backend: ${r.backend} (${r.backendDetail}); ${r.threads} thread${r.threads === 1 ? '' : 's'}`,
     `steps ${r.startStep} -> ${r.step} (${r.stoppedBy}), ${r.seconds.toFixed(1)} s, ${r.patchesPerSec.toFixed(2)} patches/s`,
     `loss: first ${fmt(r.firstLoss)}, last ${fmt(r.lastLoss)}; mean of first/last tenth ${fmt(r.meanLossStart)} -> ${fmt(r.meanLossEnd)}`,
   ];
@@ -82,6 +91,7 @@ export function renderTrain(r: TrainReport): string[] {
 }
 
 export async function handler(args: TrainArgs): Promise<number> {
+  const threads = parseThreads(String(args.threads));
   let interrupted = 0;
   const onSigint = (): void => {
     interrupted++;
@@ -115,6 +125,7 @@ export async function handler(args: TrainArgs): Promise<number> {
       ...(args.checkpointEvery ? { checkpointEvery: args.checkpointEvery } : {}),
       cacheMB: args.cacheMb,
       jitter: args.jitter,
+      threads,
       shouldStop: () => interrupted > 0,
       onBackend: (name, detail) => {
         if (!args.json && !args.quiet) process.stderr.write(`lazylabel: training on backend ${name} (${detail})\n`);

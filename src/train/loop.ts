@@ -10,6 +10,7 @@ import { PatchSampler, validationBatches, ELEKTRONN_GREY_AUGMENT, type Batch } f
 import { buildUNet, checkPatchShape, type UNetConfig } from './models.js';
 import { lazyNll } from './loss.js';
 import { selectBackend, type BackendPreference } from './backend.js';
+import { chooseThreads, TrainPool } from './pool.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint, saveModel } from './checkpoint.js';
 import { lineChart, htmlPage } from '../report/svg.js';
 import { VERSION } from '../version.js';
@@ -36,6 +37,11 @@ export interface TrainOptions {
   checkpointEvery?: number;
   cacheMB?: number;
   jitter?: boolean;
+  /**
+   * Compute threads (data-parallel worker pool, wasm and cpu backends): a count, or 'auto' (default):
+   * min(cores, batch), 1 for small steps and for the natively multi-threaded tensorflow backend.
+   */
+  threads?: number | 'auto';
   /** Called after every step (for a progress bar). */
   onStep?: (e: StepEvent) => void;
   /** Polled between steps: when true, the loop checkpoints and returns (Ctrl-C). */
@@ -65,6 +71,8 @@ export interface TrainReport {
   ok: boolean;
   backend: string;
   backendDetail: string;
+  /** Compute threads used (main thread + pool workers). */
+  threads: number;
   runDir: string;
   modelDir: string;
   startStep: number;
@@ -138,19 +146,28 @@ function lossInputs(tf: typeof tfType, batch: Batch, cfg: RunConfig): { x: tfTyp
   };
 }
 
-/** Masked precision/recall/IoU on the valid cubes, and the not-present pressure. */
-export async function validate(tf: typeof tfType, model: tfType.LayersModel, store: CubeStore, cfg: RunConfig, step: number, maxBatches: number): Promise<ValidationResult | null> {
+/**
+ * Masked precision/recall/IoU on the valid cubes, and the not-present pressure. `infer` (raw patches,
+ * count -> flat probabilities) replaces `model.predict`, e.g. by the training pool's threads.
+ */
+export async function validate(
+  tf: typeof tfType, model: tfType.LayersModel, store: CubeStore, cfg: RunConfig, step: number, maxBatches: number,
+  infer?: (raw: Float32Array, examples: number) => Promise<Float32Array>,
+): Promise<ValidationResult | null> {
   if (!store.cubes.some((c) => c.valid)) return null;
   const confusion = new MaskedConfusion(cfg.nLab);
+  const perPatch = cfg.patch.reduce((p, q) => p * q, 1);
   let batches = 0;
   for await (const batch of validationBatches(store, { patchSize: cfg.patch, batchSize: cfg.batch })) {
-    const probs = tf.tidy(() => {
-      const b = batch.labels.length / cfg.patch.reduce((p, q) => p * q, 1);
-      return model.predict(tf.tensor(batch.raw, [b, ...cfg.patch, batch.nChannels], 'float32')) as tfType.Tensor;
-    });
-    const values = (await probs.data()) as Float32Array;
-    probs.dispose();
-    const perPatch = cfg.patch.reduce((p, q) => p * q, 1);
+    const b = batch.labels.length / perPatch;
+    let values: Float32Array;
+    if (infer) {
+      values = await infer(batch.raw, b);
+    } else {
+      const probs = tf.tidy(() => model.predict(tf.tensor(batch.raw, [b, ...cfg.patch, batch.nChannels], 'float32')) as tfType.Tensor);
+      values = (await probs.data()) as Float32Array;
+      probs.dispose();
+    }
     batch.cubeIndices.forEach((_, i) => {
       confusion.add(
         values.subarray(i * perPatch * cfg.nLab, (i + 1) * perPatch * cfg.nLab),
@@ -281,8 +298,10 @@ export async function train(opts: TrainOptions): Promise<TrainReport> {
     let validation: ValidationResult | null = null;
     let stoppedBy: TrainReport['stoppedBy'] = 'steps';
     let message: string | undefined;
-    const t0 = performance.now();
     let reference: number | null = null;
+    const choice = chooseThreads(opts.threads ?? 'auto', backend.name, cfg.batch, cfg.unet, cfg.patch);
+    const threads = choice.threads;
+    log(`training on ${threads === 1 ? '1 thread' : `${threads} threads (main + ${threads - 1} worker${threads > 2 ? 's' : ''}, data-parallel over the batch of ${cfg.batch})`}${choice.why ? `: ${choice.why}` : ''}`);
 
     const checkpoint = async (): Promise<void> => {
       lastCheckpoint = await saveCheckpoint(tf, model, optimizer, runDir, { step, rng: sampler.rng.getState(), adam: adamState(optimizer) });
@@ -290,39 +309,65 @@ export async function train(opts: TrainOptions): Promise<TrainReport> {
       writePlot(runDir);
     };
 
-    while (step < totalSteps) {
-      // give the event loop a turn: wasm work resolves as microtasks only, so without this a Ctrl-C would never be seen
-      await new Promise((resolve) => setImmediate(resolve));
-      if (opts.shouldStop?.()) {
-        stoppedBy = 'interrupt';
-        break;
-      }
-      const batch = await sampler.sampleBatch(cfg.batch);
-      const lossTensor = tf.tidy(() => {
-        const { x, y, opts: lossOpts } = lossInputs(tf, batch, cfg);
-        return optimizer.minimize(() => lazyNll(model.apply(x, { training: true }) as tfType.Tensor, y, lossOpts), true) as tfType.Scalar;
+    let pool: TrainPool | null = null;
+    const poolStart = performance.now();
+    if (threads > 1) {
+      pool = await TrainPool.start({
+        tf,
+        backend: backend.name as 'wasm' | 'cpu', // chooseThreads gives more than 1 thread only for these
+        model,
+        unet: cfg.unet,
+        patch: cfg.patch,
+        nChannels: sampler.nChannels,
+        loss: { normalisation: cfg.normalisation, classWeights: cfg.classWeights, lazyLabels: cfg.lazyLabels },
+        threads,
       });
-      const loss = (await lossTensor.data())[0]!;
-      lossTensor.dispose();
-      reference ??= Number.isFinite(loss) ? Math.max(loss, 1e-3) : null;
-      if (!Number.isFinite(loss) || (reference !== null && loss > DIVERGENCE_FACTOR * reference)) {
-        stoppedBy = 'divergence';
-        message = `loss ${Number.isFinite(loss) ? `exploded to ${loss.toExponential(2)}` : 'became NaN'} at step ${step + 1}; kept the last good checkpoint${lastCheckpoint ? ` (${path.basename(lastCheckpoint)})` : ' (none yet)'}; lower --lr (now ${cfg.lr}) and --resume or start over`;
-        break;
-      }
-      step++;
-      losses.push(loss);
-      const seconds = (performance.now() - t0) / 1000;
-      const patchesPerSec = ((step - startStep) * cfg.batch) / Math.max(seconds, 1e-9);
-      appendMetrics(runDir, { type: 'train', step, loss, patchesPerSec, redraws: batch.redraws, time: Date.now() });
-      opts.onStep?.({ step, totalSteps, loss, patchesPerSec });
-      if (step % validEvery === 0 || step === totalSteps) {
-        validation = (await validate(tf, model, store, cfg, step, opts.validBatches ?? 8)) ?? validation;
-        if (validation?.step === step) appendMetrics(runDir, { type: 'valid', ...validation });
-      }
-      if (step % checkpointEvery === 0 || step === totalSteps) await checkpoint();
     }
-    if (stoppedBy === 'interrupt' && step > startStep && !lastCheckpoint?.endsWith(String(step).padStart(7, '0'))) await checkpoint();
+    const t0 = performance.now();
+    try {
+      if (pool) log(`started ${threads - 1} training worker${threads > 2 ? 's' : ''} in ${((t0 - poolStart) / 1000).toFixed(1)} s`);
+      while (step < totalSteps) {
+        // give the event loop a turn: wasm work resolves as microtasks only, so without this a Ctrl-C would never be seen
+        await new Promise((resolve) => setImmediate(resolve));
+        if (opts.shouldStop?.()) {
+          stoppedBy = 'interrupt';
+          break;
+        }
+        const batch = await sampler.sampleBatch(cfg.batch);
+        let loss: number;
+        if (pool) {
+          loss = await pool.step(batch, optimizer);
+        } else {
+          const lossTensor = tf.tidy(() => {
+            const { x, y, opts: lossOpts } = lossInputs(tf, batch, cfg);
+            return optimizer.minimize(() => lazyNll(model.apply(x, { training: true }) as tfType.Tensor, y, lossOpts), true) as tfType.Scalar;
+          });
+          loss = (await lossTensor.data())[0]!;
+          lossTensor.dispose();
+        }
+        reference ??= Number.isFinite(loss) ? Math.max(loss, 1e-3) : null;
+        if (!Number.isFinite(loss) || (reference !== null && loss > DIVERGENCE_FACTOR * reference)) {
+          stoppedBy = 'divergence';
+          message = `loss ${Number.isFinite(loss) ? `exploded to ${loss.toExponential(2)}` : 'became NaN'} at step ${step + 1}; kept the last good checkpoint${lastCheckpoint ? ` (${path.basename(lastCheckpoint)})` : ' (none yet)'}; lower --lr (now ${cfg.lr}) and --resume or start over`;
+          break;
+        }
+        step++;
+        losses.push(loss);
+        const seconds = (performance.now() - t0) / 1000;
+        const patchesPerSec = ((step - startStep) * cfg.batch) / Math.max(seconds, 1e-9);
+        appendMetrics(runDir, { type: 'train', step, loss, patchesPerSec, redraws: batch.redraws, time: Date.now() });
+        opts.onStep?.({ step, totalSteps, loss, patchesPerSec });
+        if (step % validEvery === 0 || step === totalSteps) {
+          const infer = pool ? pool.predict.bind(pool) : undefined;
+          validation = (await validate(tf, model, store, cfg, step, opts.validBatches ?? 8, infer)) ?? validation;
+          if (validation?.step === step) appendMetrics(runDir, { type: 'valid', ...validation });
+        }
+        if (step % checkpointEvery === 0 || step === totalSteps) await checkpoint();
+      }
+      if (stoppedBy === 'interrupt' && step > startStep && !lastCheckpoint?.endsWith(String(step).padStart(7, '0'))) await checkpoint();
+    } finally {
+      await pool?.close(); // on every exit path: live workers would keep the process from exiting
+    }
     const seconds = (performance.now() - t0) / 1000;
     const tenth = Math.max(1, Math.floor(losses.length / 10));
     return {
@@ -330,6 +375,7 @@ export async function train(opts: TrainOptions): Promise<TrainReport> {
       ok: stoppedBy === 'steps',
       backend: backend.name,
       backendDetail: backend.detail,
+      threads,
       runDir,
       modelDir: path.join(runDir, 'model'),
       startStep,

@@ -97,103 +97,142 @@ function asFloat(x: number[][] | number[] | tf.Tensor, shape: number[], name: st
   return t.dtype === 'float32' ? t : tf.cast(t, 'float32');
 }
 
+/** The two halves of the loss before the division: loss = total / (n == 0 ? 1 : n). */
+export interface LazyNllParts {
+  /** up + dn: the unnormalised sum (differentiable w.r.t. `probs`). */
+  total: tf.Scalar;
+  /** N_up + N_dn, not yet patched to 1 when 0 (no gradient; depends on `probs` with label propagation). */
+  n: tf.Scalar;
+}
+
 /**
  * ELEKTRONN lazy-label NLL. `probs`: [batch, ...spatial, n_lab] probabilities (or logits with
  * `fromLogits`), `labels`: integer [batch, ...spatial] with -1 = ignore. Returns a scalar that is
  * differentiable w.r.t. `probs` (masks, labels and normalising counts carry no gradient).
  */
 export function lazyNll(probs: tf.Tensor, labels: tf.Tensor, opts: LazyNllOptions = {}): tf.Scalar {
-  const g = geometry(probs.shape, labels.shape);
-  const norm = checkNormalisation(opts.normalisation);
-  const thresh = opts.labelPropThresh ?? null;
-  if (thresh !== null && !Number.isFinite(thresh)) throw new Error('lazyNll: labelPropThresh must be finite');
-  const { batch: B, nLab: C, voxels: V } = g;
-
+  const prep = prepare(probs, labels, opts);
   return tf.tidy(() => {
-    const x = tf.reshape(probs.dtype === 'float32' ? probs : tf.cast(probs, 'float32'), [B, V, C]);
-    const y = tf.reshape(labels.dtype === 'int32' ? labels : tf.cast(labels, 'int32'), [B, V, 1]);
-
-    // p and 1 - p. Logits: 1 - p_c = sum_{j != c} p_j (a sum of positives: no cancellation at p ~ 1).
-    let p: tf.Tensor;
-    let oneMinusP: tf.Tensor;
-    if (opts.fromLogits) {
-      p = tf.exp(tf.logSoftmax(x, -1));
-      const offDiag = tf.sub(1, tf.eye(C));
-      oneMinusP = tf.reshape(tf.matMul(tf.reshape(p, [B * V, C]), offDiag), [B, V, C]);
-    } else {
-      p = x;
-      oneMinusP = tf.sub(1, p); // exact in float32 for p >= 0.5 (Sterbenz), which is where it is used
-    }
-    // Masks must come from ops that have (zero) gradients registered in tfjs: greaterEqual / step.
-    const pHigh = tf.greaterEqual(p, 0.5);
-    // log(p + eps); for p >= 0.5 as log1p(eps - (1 - p)) so confident voxels keep their precision.
-    // The clamp only touches the branch `where` discards, keeping its value and gradient finite
-    // (0 * NaN would otherwise poison the gradient).
-    const logPEps = tf.where(
-      pHigh,
-      tf.log1p(tf.sub(LAZY_NLL_EPS, tf.minimum(oneMinusP, 0.5))),
-      tf.log(tf.add(p, LAZY_NLL_EPS)),
-    );
-
-    const classes = tf.range(0, C, 1, 'int32');
-    let sel = tf.cast(tf.equal(y, classes), 'float32'); // [B, V, C]; labels -1 / >= n_lab match nothing
-    const labelled =
-      opts.maskClassLabeled === undefined
-        ? null
-        : tf.reshape(asFloat(opts.maskClassLabeled, [B, C], 'maskClassLabeled'), [B, 1, C]);
-    if (labelled) sel = tf.mul(sel, labelled);
-
-    // Combined multiplicative weight w_c * e_bv (null = 1).
-    let weight: tf.Tensor | null = null;
-    if (opts.classWeights !== undefined) {
-      weight = tf.reshape(asFloat(opts.classWeights, [C], 'classWeights'), [1, 1, C]);
-    }
-    if (opts.exampleWeights !== undefined) {
-      const ew = opts.exampleWeights instanceof tf.Tensor ? opts.exampleWeights : tf.tensor1d(opts.exampleWeights);
-      if (ew.size !== B * V) {
-        throw new Error(`lazyNll: exampleWeights has ${ew.size} entries, expected ${B * V} ([batch, ...spatial])`);
-      }
-      const e = tf.reshape(ew.dtype === 'float32' ? ew : tf.cast(ew, 'float32'), [B, V, 1]);
-      weight = weight ? tf.mul(weight, e) : e;
-    }
-    const weighted = (t: tf.Tensor): tf.Tensor => (weight ? tf.mul(t, weight) : t);
-
-    // Up vote: push labelled voxels towards their class.
-    let upMask = sel;
-    let nUp = tf.sum(sel);
-    if (thresh !== null && labelled) {
-      // Label propagation: confident predictions of classes that are not labelled in this example
-      // are treated as targets. step(p - t) == (p > t) exactly and has a zero gradient.
-      const prop = tf.mul(tf.step(tf.sub(p, tf.scalar(thresh, 'float32'))), tf.sub(1, labelled));
-      upMask = tf.add(upMask, prop);
-      nUp = tf.add(nUp, tf.sum(prop));
-    }
-    let total = tf.sum(weighted(tf.mul(tf.neg(logPEps), upMask)));
-
-    // Down vote: push classes known to be absent towards 0 in every voxel of the example.
-    let nDn: tf.Tensor = tf.scalar(0);
-    if (opts.maskClassNotPresent !== undefined) {
-      const absent = tf.reshape(asFloat(opts.maskClassNotPresent, [B, C], 'maskClassNotPresent'), [B, 1, C]);
-      const a = weighted(absent); // a = np * w * e, broadcast to [B, V|1, C]
-      const ap = tf.mul(p, a);
-      // 1 - a p: for logits via (1 - p) + (1 - a) p, keeping the stable 1 - p.
-      const oneMinusAp = opts.fromLogits ? tf.add(oneMinusP, tf.mul(tf.sub(1, a), p)) : tf.sub(1, ap);
-      const logDn = tf.where(
-        tf.greaterEqual(ap, 0.5),
-        tf.log(tf.add(oneMinusAp, LAZY_NLL_EPS)),
-        // Small a p: log1p keeps the -log(1 + eps - a p) ~ a p terms exact (clamp: discarded branch only).
-        tf.log1p(tf.sub(LAZY_NLL_EPS, tf.minimum(ap, 0.5))),
-      );
-      total = tf.add(total, tf.neg(tf.sum(logDn)));
-      nDn = norm === 'voxels' ? tf.mul(tf.sum(absent), V) : tf.sum(absent);
-    }
-
+    const { total, n } = partsOf(probs, labels, opts, prep);
     // ELEKTRONN: N_total = switch(N_total == 0, 1, N_total) (the sum is 0 then anyway, up to eps terms).
-    const n = tf.add(nUp, nDn);
     // (n can depend on p through label propagation, so test n == 0 with grad-registered ops only.)
     const nSafe = tf.where(tf.greaterEqual(0, tf.abs(n)), tf.onesLike(n), n);
     return tf.div(total, nSafe) as tf.Scalar;
   });
+}
+
+/**
+ * The loss split into its sum and its normaliser, for data-parallel training: over shards of a batch,
+ * sum(total) / max-patched sum(n) is exactly the loss of the whole batch, and the gradient of the sum
+ * of totals divided by that N is its gradient (n carries no gradient). Same options and checks as
+ * {@link lazyNll}; the caller owns (disposes) both scalars.
+ */
+export function lazyNllParts(probs: tf.Tensor, labels: tf.Tensor, opts: LazyNllOptions = {}): LazyNllParts {
+  const prep = prepare(probs, labels, opts);
+  const parts = tf.tidy(() => {
+    const { total, n } = partsOf(probs, labels, opts, prep);
+    return [total, n];
+  });
+  return { total: parts[0] as tf.Scalar, n: parts[1] as tf.Scalar };
+}
+
+interface Prepared {
+  g: Geometry;
+  norm: LazyNllNormalisation;
+  thresh: number | null;
+}
+
+function prepare(probs: tf.Tensor, labels: tf.Tensor, opts: LazyNllOptions): Prepared {
+  const g = geometry(probs.shape, labels.shape);
+  const norm = checkNormalisation(opts.normalisation);
+  const thresh = opts.labelPropThresh ?? null;
+  if (thresh !== null && !Number.isFinite(thresh)) throw new Error('lazyNll: labelPropThresh must be finite');
+  return { g, norm, thresh };
+}
+
+/** Builds up + dn and N_up + N_dn (call inside a tidy). */
+function partsOf(probs: tf.Tensor, labels: tf.Tensor, opts: LazyNllOptions, prep: Prepared): { total: tf.Tensor; n: tf.Tensor } {
+  const { g, norm, thresh } = prep;
+  const { batch: B, nLab: C, voxels: V } = g;
+  const x = tf.reshape(probs.dtype === 'float32' ? probs : tf.cast(probs, 'float32'), [B, V, C]);
+  const y = tf.reshape(labels.dtype === 'int32' ? labels : tf.cast(labels, 'int32'), [B, V, 1]);
+
+  // p and 1 - p. Logits: 1 - p_c = sum_{j != c} p_j (a sum of positives: no cancellation at p ~ 1).
+  let p: tf.Tensor;
+  let oneMinusP: tf.Tensor;
+  if (opts.fromLogits) {
+    p = tf.exp(tf.logSoftmax(x, -1));
+    const offDiag = tf.sub(1, tf.eye(C));
+    oneMinusP = tf.reshape(tf.matMul(tf.reshape(p, [B * V, C]), offDiag), [B, V, C]);
+  } else {
+    p = x;
+    oneMinusP = tf.sub(1, p); // exact in float32 for p >= 0.5 (Sterbenz), which is where it is used
+  }
+  // Masks must come from ops that have (zero) gradients registered in tfjs: greaterEqual / step.
+  const pHigh = tf.greaterEqual(p, 0.5);
+  // log(p + eps); for p >= 0.5 as log1p(eps - (1 - p)) so confident voxels keep their precision.
+  // The clamp only touches the branch `where` discards, keeping its value and gradient finite
+  // (0 * NaN would otherwise poison the gradient).
+  const logPEps = tf.where(
+    pHigh,
+    tf.log1p(tf.sub(LAZY_NLL_EPS, tf.minimum(oneMinusP, 0.5))),
+    tf.log(tf.add(p, LAZY_NLL_EPS)),
+  );
+
+  const classes = tf.range(0, C, 1, 'int32');
+  let sel = tf.cast(tf.equal(y, classes), 'float32'); // [B, V, C]; labels -1 / >= n_lab match nothing
+  const labelled =
+    opts.maskClassLabeled === undefined
+      ? null
+      : tf.reshape(asFloat(opts.maskClassLabeled, [B, C], 'maskClassLabeled'), [B, 1, C]);
+  if (labelled) sel = tf.mul(sel, labelled);
+
+  // Combined multiplicative weight w_c * e_bv (null = 1).
+  let weight: tf.Tensor | null = null;
+  if (opts.classWeights !== undefined) {
+    weight = tf.reshape(asFloat(opts.classWeights, [C], 'classWeights'), [1, 1, C]);
+  }
+  if (opts.exampleWeights !== undefined) {
+    const ew = opts.exampleWeights instanceof tf.Tensor ? opts.exampleWeights : tf.tensor1d(opts.exampleWeights);
+    if (ew.size !== B * V) {
+      throw new Error(`lazyNll: exampleWeights has ${ew.size} entries, expected ${B * V} ([batch, ...spatial])`);
+    }
+    const e = tf.reshape(ew.dtype === 'float32' ? ew : tf.cast(ew, 'float32'), [B, V, 1]);
+    weight = weight ? tf.mul(weight, e) : e;
+  }
+  const weighted = (t: tf.Tensor): tf.Tensor => (weight ? tf.mul(t, weight) : t);
+
+  // Up vote: push labelled voxels towards their class.
+  let upMask = sel;
+  let nUp = tf.sum(sel);
+  if (thresh !== null && labelled) {
+    // Label propagation: confident predictions of classes that are not labelled in this example
+    // are treated as targets. step(p - t) == (p > t) exactly and has a zero gradient.
+    const prop = tf.mul(tf.step(tf.sub(p, tf.scalar(thresh, 'float32'))), tf.sub(1, labelled));
+    upMask = tf.add(upMask, prop);
+    nUp = tf.add(nUp, tf.sum(prop));
+  }
+  let total = tf.sum(weighted(tf.mul(tf.neg(logPEps), upMask)));
+
+  // Down vote: push classes known to be absent towards 0 in every voxel of the example.
+  let nDn: tf.Tensor = tf.scalar(0);
+  if (opts.maskClassNotPresent !== undefined) {
+    const absent = tf.reshape(asFloat(opts.maskClassNotPresent, [B, C], 'maskClassNotPresent'), [B, 1, C]);
+    const a = weighted(absent); // a = np * w * e, broadcast to [B, V|1, C]
+    const ap = tf.mul(p, a);
+    // 1 - a p: for logits via (1 - p) + (1 - a) p, keeping the stable 1 - p.
+    const oneMinusAp = opts.fromLogits ? tf.add(oneMinusP, tf.mul(tf.sub(1, a), p)) : tf.sub(1, ap);
+    const logDn = tf.where(
+      tf.greaterEqual(ap, 0.5),
+      tf.log(tf.add(oneMinusAp, LAZY_NLL_EPS)),
+      // Small a p: log1p keeps the -log(1 + eps - a p) ~ a p terms exact (clamp: discarded branch only).
+      tf.log1p(tf.sub(LAZY_NLL_EPS, tf.minimum(ap, 0.5))),
+    );
+    total = tf.add(total, tf.neg(tf.sum(logDn)));
+    nDn = norm === 'voxels' ? tf.mul(tf.sum(absent), V) : tf.sum(absent);
+  }
+
+  return { total, n: tf.add(nUp, nDn) };
 }
 
 /** Options of {@link lazyNllJs}: as {@link LazyNllOptions}, plain arrays only. */

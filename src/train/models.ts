@@ -137,9 +137,18 @@ export class UpSamplingND extends tf.layers.Layer {
 }
 tf.serialization.registerClass(UpSamplingND);
 
-/** He-normal init (suits ReLU); with a seed, each layer gets its own derived seed so layers differ. */
+/**
+ * Each layer's own seed, so layers differ. Never 0: tfjs takes a seed of 0 as "no seed" (random init), which
+ * made the first layer of every `--seed 0` run (the default) irreproducible.
+ */
+function layerSeed(seed: number, layer: number): number {
+  const s = seed + 7919 * (layer + 1);
+  return s !== 0 ? s : 1;
+}
+
+/** He-normal init (suits ReLU), seeded per layer. */
 function heNormal(seed: number | undefined, layer: number): ReturnType<typeof tf.initializers.heNormal> {
-  return tf.initializers.heNormal(seed === undefined ? {} : { seed: seed + 7919 * layer });
+  return tf.initializers.heNormal(seed === undefined ? {} : { seed: layerSeed(seed, layer) });
 }
 
 function convBlock(x: tf.SymbolicTensor, dims: 2 | 3, filters: number, name: string, seed: number | undefined, layerNo: () => number): tf.SymbolicTensor {
@@ -182,7 +191,7 @@ export function buildUNet(cfg: UNetConfig): tf.LayersModel {
     x = tf.layers.concatenate({ axis: -1, name: `up${l}_concat` }).apply([skips[l], x]) as tf.SymbolicTensor;
     x = convBlock(x, dims, cfg.baseFilters * 2 ** l, `up${l}`, cfg.seed, layerNo);
   }
-  const headInit = tf.initializers.glorotUniform(cfg.seed === undefined ? {} : { seed: cfg.seed + 7919 * layerNo() });
+  const headInit = tf.initializers.glorotUniform(cfg.seed === undefined ? {} : { seed: layerSeed(cfg.seed, layerNo()) });
   const headArgs = { filters: cfg.nLab, kernelSize: 1, activation: 'softmax' as const, kernelInitializer: headInit, name: 'probs' };
   const head = dims === 2 ? tf.layers.conv2d(headArgs) : tf.layers.conv3d(headArgs);
   const output = head.apply(x) as tf.SymbolicTensor;
