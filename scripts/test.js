@@ -8,6 +8,8 @@ import path from 'node:path';
 const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx';
 const build = spawnSync(npx, ['tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
 if (build.status !== 0) process.exit(build.status ?? 1);
+const validators = spawnSync(process.execPath, ['scripts/build-validators.js'], { stdio: 'inherit' });
+if (validators.status !== 0) process.exit(validators.status ?? 1);
 
 const results = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-vitest-')), 'results.json');
 const run = spawnSync(npx, ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile=${results}`, ...process.argv.slice(2)], { stdio: 'inherit' });

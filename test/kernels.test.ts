@@ -1,4 +1,4 @@
-/** The wasm SIMD kernels: convert's mask + classes mapping against a per-voxel loop, and the committed bytes against their .wat source. */
+/** The wasm SIMD kernels (convert's mask + classes mapping against a per-voxel loop; committed bytes against their .wat source) and the prebuilt schema validators. */
 import { execFileSync } from 'node:child_process';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -51,5 +51,32 @@ describe('mask + classes kernel', () => {
 describe('kernel build', () => {
   it('the committed kernel module is compiled from its .wat source', () => {
     expect(() => execFileSync(process.execPath, ['scripts/build-kernels.js', '--check'], { stdio: 'pipe' })).not.toThrow();
+  });
+});
+
+describe('prebuilt schema validators', () => {
+  it('the standalone validators npm run build generates judge manifests exactly like ajv compiling the schema', async () => {
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const { createRequire } = await import('node:module');
+    const { Ajv } = await import('ajv');
+    execFileSync(process.execPath, ['scripts/build-validators.js'], { stdio: 'pipe' });
+    const require = createRequire(import.meta.url);
+    const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
+    const runtime = ajv.compile(JSON.parse(fs.readFileSync('schemas/manifest.schema.json', 'utf8')));
+    const prebuilt = require(path.resolve('dist/validators/manifest.cjs')) as typeof runtime;
+    const manifests = fs.readdirSync('fixtures/check').filter((f) => f.endsWith('.json') && f.startsWith('manifest'));
+    expect(manifests.length).toBeGreaterThan(3);
+    const samples: unknown[] = manifests.map((f) => JSON.parse(fs.readFileSync(path.join('fixtures/check', f), 'utf8')));
+    samples.push({}, [], null, { n_lab: 0, cubes: [] }, { n_lab: 3, cubes: [{ label: '', prio: -1, offset: [1] }], extra: 1 });
+    let invalid = 0;
+    for (const m of samples) {
+      const a = runtime(m);
+      const b = prebuilt(m);
+      expect(b).toBe(a);
+      expect(prebuilt.errors ?? null).toEqual(runtime.errors ?? null);
+      if (!a) invalid++;
+    }
+    expect(invalid).toBeGreaterThan(3);
   });
 });
