@@ -11,7 +11,7 @@ export { H5Source, H5Sink, SlabWriter, withH5, type DatasetInfo } from './io/hdf
 export { writeAtomically, writeTextAtomically } from './io/atomic.js';
 export { parseVolumeRef, type VolumeRef } from './io/volumeRef.js';
 export { LazyLabelError, ExitCode } from './errors.js';
-export { lazyNll, type LazyNllOptions } from './train/loss.js';
+export { lazyNll, lazyNllParts, type LazyNllOptions, type LazyNllParts } from './train/loss.js';
 export type { ProgressEvent, ProgressFn } from './ops/progress.js';
 export { VERSION } from './version.js';
 export { convert, type ConvertOptions, type ConvertReport } from './ops/convert.js';
