@@ -69,8 +69,6 @@ async function writeVolume(file: string, datasets: Record<string, { data: Uint8A
   }
 }
 
-const rel = (from: string, to: string): string => path.relative(path.dirname(from), to);
-
 /** The preview's label overlay (class 1 red, class 2 green) with the nucleus outlined in blue, so false positives are easy to place. */
 function overlay(cube: SynthCube, z: number, labels: ArrayLike<number> | null, scale: number): RgbImage {
   const [, Y, X] = cube.shape;

@@ -12,14 +12,13 @@ import { infoMaskToArray, isLazy } from '../core/infoMask.js';
 import { classIdOf, parseManifest, type Manifest } from '../core/manifest.js';
 import { Codes } from '../core/findings.js';
 import {
-  ConvertTally, buildInfo, findContradictions, mapAllIgnore, mapMarkerValue, mapMaskClasses, mapMaskFill,
+  ConvertTally, buildInfo, findContradictions,
   type ConvertInfo, type ConvertMode, type ConvertTallyResult,
 } from '../core/convert.js';
 import { checkCube, type FileReport } from './check.js';
 import { requireManifest } from './manifestFile.js';
 import { openLabelVolume, slabBytesPerVoxel, type ScanOptions } from './scan.js';
 import { noProgress } from './progress.js';
-import type { NumericArray } from '../io/dtype.js';
 import type { LabelTallyResult } from '../core/labelTally.js';
 import { mapPieces, mapPiecesInWorker, type MappingPlan, type Piece } from './convertMapping.js';
 import { VERSION } from '../version.js';
@@ -475,8 +474,6 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     const layout = outputLayout(shape, readInputs.map((i) => (i.meta.shape.length === shape.length ? i.vol.chunks ?? null : null)), pieceBytes, slabMB, outFormat);
     const chunks = layout.chunks;
     const onProgress = o.onProgress ?? noProgress;
-    const total = shape.reduce((a, b) => a * b, 1);
-    const rowVoxels = shape.slice(1).reduce((a, b) => a * b, 1);
     const mask = inputs.get('mask');
     const classes = inputs.get('classes');
     const primary = classes ?? mask ?? inputs.get('like')!;
