@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: type-check and build, run vitest, and end with a plain "N passed, N failed" line for CI logs.
+// `npm test`: type-check and build (tsc, validators, CLI bundle), run vitest, and end with a plain "N passed, N failed" line for CI logs.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,6 +10,8 @@ const build = spawnSync(npx, ['tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' 
 if (build.status !== 0) process.exit(build.status ?? 1);
 const validators = spawnSync(process.execPath, ['scripts/build-validators.js'], { stdio: 'inherit' });
 if (validators.status !== 0) process.exit(validators.status ?? 1);
+const cli = spawnSync(process.execPath, ['scripts/build-cli.js'], { stdio: 'inherit' });
+if (cli.status !== 0) process.exit(cli.status ?? 1);
 
 const results = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-vitest-')), 'results.json');
 const run = spawnSync(npx, ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile=${results}`, ...process.argv.slice(2)], { stdio: 'inherit' });

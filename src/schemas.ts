@@ -2,9 +2,10 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { packageFile } from './packageRoot.js';
 import type { Ajv as AjvInstance, ErrorObject, ValidateFunction } from 'ajv';
 
-const SCHEMA_DIR = fileURLToPath(new URL('../schemas/', import.meta.url));
+const SCHEMA_DIR = fileURLToPath(packageFile('schemas/'));
 
 // ajv (~30 ms to load) is required on the first validation only: commands that never validate a
 // manifest or report (check on label files, --help, --version) start without it. require keeps validation sync.
@@ -25,7 +26,7 @@ export function loadSchema(name: string): Record<string, unknown> {
  * when it exists and is not older than the schema; it saves loading ajv and compiling (~65 ms per command).
  */
 function prebuilt(name: string): ValidateFunction | undefined {
-  const file = fileURLToPath(new URL(`./validators/${name}.cjs`, import.meta.url));
+  const file = fileURLToPath(packageFile(`dist/validators/${name}.cjs`));
   try {
     if (fs.statSync(file).mtimeMs < fs.statSync(schemaPath(name)).mtimeMs) return undefined;
   } catch {

@@ -72,7 +72,7 @@ export const IN_FLIGHT = 2;
  */
 export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<{ file: string; key: string }>, inputs: MappingInputs<VolumeReader> | null, pieces: Piece[], tally: ConvertTally): AsyncGenerator<Int16Array> {
   const shared = new Int32Array(new SharedArrayBuffer(8));
-  const worker = new Worker(workerUrl('./convertWorker.js', import.meta.url));
+  const worker = new Worker(workerUrl('ops/convertWorker.js'));
   const queue: FromWorker[] = [];
   let wake: (() => void) | null = null;
   let failure: unknown = null;

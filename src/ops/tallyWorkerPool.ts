@@ -24,7 +24,7 @@ export const WORKER_VOXELS = 1;
 export async function tallyBoxesWithWorker(vol: VolumeReader, nLab: number, boxes: Box[], isFloat: boolean, onProgress: ProgressFn): Promise<LabelTallyResult> {
   const shared = new BigInt64Array(new SharedArrayBuffer(16));
   const total = vol.shape.reduce((a, b) => a * b, 1);
-  const worker = new Worker(workerUrl('./tallyWorker.js', import.meta.url));
+  const worker = new Worker(workerUrl('ops/tallyWorker.js'));
   const finished = new Promise<FromTallyWorker>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);

@@ -24,7 +24,7 @@ export interface SelectedBackend {
   tf: Tf;
 }
 
-const require = createRequire(import.meta.url);
+const requireCjs = createRequire(import.meta.url);
 
 const INSTALL_HOWTO =
   'To use it, run `npm install @tensorflow/tfjs-node-gpu` (Linux x64 with an NVIDIA GPU, CUDA and cuDNN) ' +
@@ -52,12 +52,12 @@ function errorText(e: unknown): string {
 async function loadTfNode(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-node'): Promise<TfNodeResult> {
   let mod: unknown;
   try {
-    require.resolve(pkg);
+    requireCjs.resolve(pkg);
   } catch {
     return { problem: `${pkg} is not installed` };
   }
   try {
-    mod = require(pkg);
+    mod = requireCjs(pkg);
   } catch (e) {
     // Typically the native addon is missing because its install script could not download libtensorflow.
     return { problem: `${pkg} is installed but failed to load (${errorText(e)})` };
@@ -99,7 +99,7 @@ async function tryTensorflow(reasons: string[]): Promise<SelectedBackend | null>
 /** Directory holding the tfjs-backend-wasm .wasm binaries (next to its Node entry point), if found. */
 function wasmBinaryDir(): string | null {
   try {
-    const dir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+    const dir = path.dirname(requireCjs.resolve('@tensorflow/tfjs-backend-wasm'));
     return existsSync(path.join(dir, 'tfjs-backend-wasm.wasm')) ? dir : null;
   } catch {
     return null;

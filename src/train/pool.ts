@@ -359,7 +359,7 @@ export class TrainPool {
     const weights = new SharedArrayBuffer(replica.size * 4);
     const grads = Array.from({ length: n }, () => new SharedArrayBuffer(replica.size * 4));
     const sync = new SharedArrayBuffer(4 * (1 + n));
-    const url = opts.workerUrl ?? workerUrl('./poolWorker.js', import.meta.url);
+    const url = opts.workerUrl ?? workerUrl('train/poolWorker.js');
     const workers: PoolWorker[] = [];
     try {
       for (let i = 0; i < n; i++) {
