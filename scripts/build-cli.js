@@ -24,6 +24,7 @@ function vendorH5wasm() {
   const pkgDir = path.resolve(path.dirname(hl), '..', '..');
   const utilFile = path.join(path.dirname(hl), 'hdf5_util.js');
   const src = fs.readFileSync(utilFile, 'utf8');
+  fs.rmSync(vendorDir, { recursive: true, force: true }); // never leave a copy of an older h5wasm behind
   const head = "function findWasmBinary(){return binaryDecode('";
   const at = src.indexOf(head);
   const end = at < 0 ? -1 : src.indexOf("')}", at + head.length);
@@ -41,7 +42,6 @@ function vendorH5wasm() {
     src.slice(0, at) +
     'function findWasmBinary(){return require("fs").readFileSync(new URL("./hdf5_util.wasm",import.meta.url))}' +
     src.slice(end + 3);
-  fs.rmSync(vendorDir, { recursive: true, force: true });
   fs.mkdirSync(vendorDir, { recursive: true });
   fs.writeFileSync(path.join(vendorDir, 'hdf5_util.wasm'), wasm);
   fs.writeFileSync(path.join(vendorDir, 'hdf5_util.js'), util);

@@ -21,3 +21,8 @@ export const PACKAGE_ROOT: URL = findPackageRoot(import.meta.url);
 export function packageFile(relative: string): URL {
   return new URL(relative, PACKAGE_ROOT);
 }
+
+/** A worker thread's module: always the tsc output under dist/ (`name` e.g. `ops/tallyWorker.js`), also when the caller runs from src/ (the test runner) or from the bundled CLI. */
+export function workerUrl(name: string): URL {
+  return packageFile(`dist/${name}`);
+}

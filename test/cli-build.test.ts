@@ -6,8 +6,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import stock from 'h5wasm/node';
-import { findPackageRoot, PACKAGE_ROOT } from '../src/packageRoot.js';
-import { workerUrl } from '../src/workerUrl.js';
+import { findPackageRoot, PACKAGE_ROOT, workerUrl } from '../src/packageRoot.js';
 import { fixture, ROOT } from './helpers.js';
 
 const VENDOR = path.join(ROOT, 'dist', 'vendor', 'h5wasm');

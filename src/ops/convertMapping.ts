@@ -1,6 +1,6 @@
 /** convert's mapping of input pieces into int16 labels: in this thread, or in a reader worker that reads and maps the next piece while this thread compresses and writes the current one. */
 import { Worker } from 'node:worker_threads';
-import { workerUrl } from '../workerUrl.js';
+import { workerUrl } from '../packageRoot.js';
 import { revivedError, type PostedError } from '../errors.js';
 import { ConvertTally, mapAllIgnore, mapMarkerValue, mapMaskClasses, mapMaskFill, type ConvertMode, type ConvertTallyResult } from '../core/convert.js';
 import type { NumericArray } from '../io/dtype.js';

@@ -1,6 +1,6 @@
 /** Count an HDF5 label volume with this thread and one worker thread (its own HDF5 instance) claiming whole-chunk boxes from a shared counter. */
 import { Worker } from 'node:worker_threads';
-import { workerUrl } from '../workerUrl.js';
+import { workerUrl } from '../packageRoot.js';
 import { revivedError, type PostedError } from '../errors.js';
 import { LabelTally, type LabelTallyResult } from '../core/labelTally.js';
 import type { Box } from '../core/slabs.js';

@@ -24,7 +24,7 @@ import type { Tf } from './backend.js';
 import { lazyNllParts, type LazyNllOptions } from './loss.js';
 import { poolFactors, type UNetConfig } from './models.js';
 import type { Batch } from './sampler.js';
-import { workerUrl } from '../workerUrl.js';
+import { workerUrl } from '../packageRoot.js';
 
 /** How the loss is built from a shard (fixed for a run). */
 export interface LossSettings {
