@@ -6,8 +6,9 @@
 //  - dist/cli-bundle/: the compiled CLI and its pure-JS dependencies (yargs, ndarray, ...) bundled by esbuild
 //    into a few chunks (lazy commands stay lazy), which saves resolving and compiling ~150 modules (~50 ms).
 // bin/lazylabel.js runs the bundle when it is at least as new as dist/cli/main.js, else the plain tsc output,
-// so a `tsc`-only rebuild never runs stale code. Worker threads and the library API (dist/index.js) use
-// the plain tsc output and the stock h5wasm.
+// so a `tsc`-only rebuild never runs stale code. Worker threads started by the bundle run bundled worker
+// entries (dist/cli-bundle/ops/*.js, train/*.js); the library API (dist/index.js) uses the plain tsc output
+// and the stock h5wasm.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +18,17 @@ const root = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 const dist = path.join(root, 'dist');
 const vendorDir = path.join(dist, 'vendor', 'h5wasm');
 const bundleDir = path.join(dist, 'cli-bundle');
+
+/**
+ * Emscripten's `instantiateWasm` hook, used when bin/lazylabel.js left a promise of the compiled HDF5 module under
+ * this global symbol: V8 then compiles it on background threads while the CLI's own modules load (~15 ms less per
+ * start). Without the promise (library use, worker threads) h5wasm compiles as usual.
+ */
+const PREFETCH_KEY = "Symbol.for('lazylabel.hdf5WasmModule')";
+const PREFETCH_HOOK =
+  `(globalThis[${PREFETCH_KEY}] ? { instantiateWasm(imports, receive) { ` +
+  `globalThis[${PREFETCH_KEY}].then((module) => WebAssembly.instantiate(module, imports).then((instance) => receive(instance, module))); ` +
+  'return {}; } } : {})';
 
 /** Returns true when the vendored copy was written; false (with a warning) when this h5wasm has another layout. */
 function vendorH5wasm() {
@@ -45,7 +57,15 @@ function vendorH5wasm() {
   fs.mkdirSync(vendorDir, { recursive: true });
   fs.writeFileSync(path.join(vendorDir, 'hdf5_util.wasm'), wasm);
   fs.writeFileSync(path.join(vendorDir, 'hdf5_util.js'), util);
-  fs.copyFileSync(hl, path.join(vendorDir, 'hdf5_hl.js'));
+  // hdf5_hl.js: instantiate a module that bin/lazylabel.js already started compiling, when there is one
+  const hlSrc = fs.readFileSync(hl, 'utf8');
+  const factoryCall = 'ModuleFactory({ noInitialRun: true })';
+  if (hlSrc.split(factoryCall).length !== 2) {
+    console.warn(`build-cli: ${hl} does not create its module the way h5wasm 0.10 does; the CLI uses the stock h5wasm`);
+    fs.rmSync(vendorDir, { recursive: true, force: true });
+    return false;
+  }
+  fs.writeFileSync(path.join(vendorDir, 'hdf5_hl.js'), hlSrc.replace(factoryCall, `ModuleFactory({ noInitialRun: true, ...${PREFETCH_HOOK} })`));
   const version = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8')).version;
   fs.writeFileSync(
     path.join(vendorDir, 'README.md'),
@@ -59,11 +79,17 @@ function vendorH5wasm() {
   return true;
 }
 
+/** Worker thread modules (as named to packageRoot.workerUrl, without .js). */
+const WORKERS = ['ops/tallyWorker', 'ops/convertWorker', 'train/poolWorker'];
+
+const stringWidthShim = path.join(root, 'scripts', 'cli-shims', 'string-width.js');
+
 async function bundleCli(vendored) {
   fs.rmSync(bundleDir, { recursive: true, force: true });
   const h5wasmTarget = vendored ? '../vendor/h5wasm/hdf5_hl.js' : 'h5wasm/node';
   await esbuild.build({
-    entryPoints: { main: path.join(dist, 'cli', 'main.js') },
+    // worker threads get bundled entries too (packageRoot.workerUrl picks them when the caller is bundled)
+    entryPoints: Object.fromEntries(['cli/main', ...WORKERS].map((name) => [name === 'cli/main' ? 'main' : name, path.join(dist, `${name}.js`)])),
     outdir: bundleDir,
     bundle: true,
     splitting: true,
@@ -84,11 +110,18 @@ async function bundleCli(vendored) {
           build.onResolve({ filter: /^h5wasm\/node$/ }, () => ({ path: h5wasmTarget, external: true }));
         },
       },
+      {
+        // yargs' help layout measures text with string-width, whose import alone costs ~15 ms (see the shim)
+        name: 'string-width-ascii-first',
+        setup(build) {
+          build.onResolve({ filter: /^string-width$/ }, (args) => (args.importer === stringWidthShim ? undefined : { path: stringWidthShim }));
+        },
+      },
     ],
   });
   // The banner's `require` must be the only top-level one in each chunk (bundled ES modules keep their own
   // top-level names): a second declaration would be a SyntaxError at load time, so fail the build instead.
-  for (const f of fs.readdirSync(bundleDir)) {
+  for (const f of fs.readdirSync(bundleDir, { recursive: true }).filter((name) => name.endsWith('.js'))) {
     const text = fs.readFileSync(path.join(bundleDir, f), 'utf8');
     if (/^(?:const|let|var|function)\s+require\b/m.test(text)) throw new Error(`build-cli: ${f} declares its own top-level \`require\`; rename it (e.g. requireCjs)`);
   }

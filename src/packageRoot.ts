@@ -22,7 +22,14 @@ export function packageFile(relative: string): URL {
   return new URL(relative, PACKAGE_ROOT);
 }
 
-/** A worker thread's module: always the tsc output under dist/ (`name` e.g. `ops/tallyWorker.js`), also when the caller runs from src/ (the test runner) or from the bundled CLI. */
+/** True when this code runs from the bundled CLI (scripts/build-cli.js writes dist/cli-bundle/). */
+const IN_CLI_BUNDLE = new URL('./', import.meta.url).pathname.endsWith('/dist/cli-bundle/');
+
+/**
+ * A worker thread's module (`name` e.g. `ops/tallyWorker.js`): the bundled entry when the caller is the bundled
+ * CLI (fewer modules to load, the vendored h5wasm), else the tsc output under dist/, also when the caller runs
+ * from src/ (the test runner).
+ */
 export function workerUrl(name: string): URL {
-  return packageFile(`dist/${name}`);
+  return packageFile(IN_CLI_BUNDLE ? `dist/cli-bundle/${name}` : `dist/${name}`);
 }

@@ -1,17 +1,24 @@
-// The fast-starting CLI build (scripts/build-cli.js): the vendored h5wasm reads what the stock one reads,
-// the bundled CLI answers exactly like the plain tsc output, and package files resolve from any depth.
+// The fast-starting CLI build (scripts/build-cli.js): the vendored h5wasm reads what the stock one reads (also
+// from a module bin/lazylabel.js compiled ahead), the bundled CLI and its worker entries answer exactly like the
+// plain tsc output, the string-width shim measures like string-width, and package files resolve from any depth.
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import stock from 'h5wasm/node';
 import { findPackageRoot, PACKAGE_ROOT, workerUrl } from '../src/packageRoot.js';
+import { LabelTally } from '../src/core/labelTally.js';
+import { ConvertTally, mapMaskClasses } from '../src/core/convert.js';
 import { fixture, ROOT } from './helpers.js';
 
 const VENDOR = path.join(ROOT, 'dist', 'vendor', 'h5wasm');
 const BUNDLE_MAIN = path.join(ROOT, 'dist', 'cli-bundle', 'main.js');
 const PLAIN_MAIN = path.join(ROOT, 'dist', 'cli', 'main.js');
+const BUNDLE = path.join(ROOT, 'dist', 'cli-bundle');
 
 type H5 = typeof stock;
 
@@ -62,6 +69,44 @@ describe('vendored h5wasm (dist/vendor/h5wasm)', () => {
   });
 });
 
+describe('HDF5 WebAssembly compiled ahead (bin/lazylabel.js)', () => {
+  it('the vendored h5wasm instantiates the module left under the global symbol, and reads with it', () => {
+    // a fresh process: the hook is read when hdf5_hl.js is first imported
+    const script = `
+      const key = Symbol.for('lazylabel.hdf5WasmModule');
+      let used = 0;
+      const compiled = (async () => WebAssembly.compile((await import('node:fs')).readFileSync(${JSON.stringify(path.join(VENDOR, 'hdf5_util.wasm'))})))();
+      globalThis[key] = { then: (ok, bad) => (used++, compiled.then(ok, bad)) };
+      const h5 = (await import(${JSON.stringify(pathToFileURL(path.join(VENDOR, 'hdf5_hl.js')).href)})).default;
+      await h5.ready;
+      const f = new h5.File(${JSON.stringify(fixture('check', 'dense3d_int16_chunked.h5'))}, 'r');
+      const v = f.get('lab').value;
+      console.log(JSON.stringify({ used, n: v.length, sum: v.reduce((a, b) => a + b, 0) }));
+      f.close();`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    const out = JSON.parse(r.stdout) as { used: number; n: number; sum: number };
+    const f = new stock.File(fixture('check', 'dense3d_int16_chunked.h5'), 'r');
+    const ref = (f.get('lab') as InstanceType<H5['Dataset']>).value as Int16Array;
+    f.close();
+    expect(out).toEqual({ used: 1, n: ref.length, sum: ref.reduce((a, b) => a + b, 0) });
+  });
+});
+
+describe('string-width shim (scripts/cli-shims/string-width.js)', () => {
+  it('measures like string-width 7 and 8, for ASCII help text and everything else', async () => {
+    const shim = (await import('../scripts/cli-shims/string-width.js')).default as (s: string) => number;
+    const require = createRequire(import.meta.url);
+    const real8 = (await import(pathToFileURL(require.resolve('string-width')).href)).default as (s: string) => number;
+    const real7 = (await import(pathToFileURL(require.resolve('string-width', { paths: [path.dirname(require.resolve('cliui'))] })).href)).default as (s: string) => number;
+    const texts = ['', 'lazylabel check [files..]', 'two\nlines\twith tab\r\n', 'ctrl \x00\x07\x7f', '\x1b[31mred\x1b[39m', 'naïve ≤ 2 × 3', '漢字', '👍🏽 ok', 'a\u0301'];
+    for (const t of texts) {
+      expect(shim(t), JSON.stringify(t)).toBe(real8(t));
+      expect(shim(t), JSON.stringify(t)).toBe(real7(t));
+    }
+  });
+});
+
 describe('bundled CLI (dist/cli-bundle)', () => {
   /** Runs `main(args)` of one CLI entry in a fresh process; stdout and the exit code. */
   function runEntry(entry: string, args: string[]): { code: number; stdout: string } {
@@ -87,6 +132,50 @@ describe('bundled CLI (dist/cli-bundle)', () => {
   });
 });
 
+describe('bundled worker entries', () => {
+  it('the tally worker counts an h5py-written volume as the library does', async () => {
+    const file = fixture('check', 'dense3d_int16_chunked.h5');
+    const f = new stock.File(file, 'r');
+    const ds = f.get('lab') as InstanceType<H5['Dataset']>;
+    const [shape, values] = [ds.shape as number[], ds.value as Int16Array];
+    f.close();
+    const expected = new LabelTally(3);
+    expected.add(values, false);
+    const worker = new Worker(pathToFileURL(path.join(BUNDLE, 'ops', 'tallyWorker.js')));
+    try {
+      const shared = new BigInt64Array(new SharedArrayBuffer(16));
+      const half = Math.floor(shape[0]! / 2);
+      worker.postMessage({ file, key: 'lab', nLab: 3, isFloat: false, boxes: [{ starts: [0, 0, 0], ends: [half, shape[1], shape[2]] }, { starts: [half, 0, 0], ends: shape }], shared: shared.buffer });
+      const [m] = (await once(worker, 'message')) as [{ type: string; tally: { classCounts: number[]; ignored: number; voxels: number } }];
+      expect(m.type).toBe('done');
+      const want = expected.result();
+      expect({ classCounts: m.tally.classCounts, ignored: m.tally.ignored, voxels: m.tally.voxels }).toEqual({ classCounts: want.classCounts, ignored: want.ignored, voxels: want.voxels });
+    } finally {
+      await worker.terminate();
+    }
+  });
+
+  it('the convert worker maps mask + classes as the library does', async () => {
+    const file = fixture('convert', 'mask_classes_3d.h5');
+    const f = new stock.File(file, 'r');
+    const mask = (f.get('mask') as InstanceType<H5['Dataset']>).value as Uint8Array;
+    const cls = f.get('lab') as InstanceType<H5['Dataset']>;
+    const [shape, classes] = [cls.shape as number[], cls.value as Int32Array];
+    f.close();
+    const expected = mapMaskClasses(mask, classes, new ConvertTally(3));
+    const worker = new Worker(pathToFileURL(path.join(BUNDLE, 'ops', 'convertWorker.js')));
+    try {
+      const shared = new Int32Array(new SharedArrayBuffer(8));
+      worker.postMessage({ type: 'start', plan: { mode: 'mask-classes', nLab: 3, shift: false }, refs: { mask: { file, key: 'mask' }, classes: { file, key: 'lab' } }, pieces: [{ starts: [0, 0, 0], ends: shape }], shared: shared.buffer });
+      const [piece] = (await once(worker, 'message')) as [{ type: string; labels: Int16Array }];
+      expect(piece.type).toBe('piece');
+      expect(Array.from(piece.labels)).toEqual(Array.from(expected));
+    } finally {
+      await worker.terminate();
+    }
+  });
+});
+
 describe('package files', () => {
   it('resolve to the package root from src/, dist/ and dist/cli-bundle/', () => {
     const root = pathToFileURL(ROOT + path.sep).href;
@@ -96,5 +185,7 @@ describe('package files', () => {
     }
     expect(fs.existsSync(workerUrl('ops/tallyWorker.js'))).toBe(true);
     expect(fs.existsSync(workerUrl('train/poolWorker.js'))).toBe(true);
+    // the bundled CLI's workers are bundled entries next to it
+    for (const name of ['ops/tallyWorker.js', 'ops/convertWorker.js', 'train/poolWorker.js']) expect(fs.existsSync(path.join(BUNDLE, name)), name).toBe(true);
   });
 });
