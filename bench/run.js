@@ -114,6 +114,14 @@ function newest(dir) {
  * the CLI half-way. With --build, dist/ is compiled from src/ straight into the snapshot (the shared dist/
  * is left alone). The snapshot must answer `--version` before the bench starts.
  */
+/** The rest of `npm run build` after tsc, in the snapshot: prebuilt validators and the bundled CLI (what users run). */
+function finishBuild(snap) {
+  for (const script of ['build-validators.js', 'build-cli.js']) {
+    const r = spawnSync(process.execPath, [path.join(snap, 'scripts', script)], { cwd: snap, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`scripts/${script} failed in the snapshot`);
+  }
+}
+
 function snapshotPackage(o, into) {
   const snap = path.join(into, 'lazylabel');
   fs.mkdirSync(snap, { recursive: true });
@@ -121,10 +129,11 @@ function snapshotPackage(o, into) {
   if (o.buildHead) {
     // the committed code only: git archive HEAD, compiled in the snapshot
     log('building HEAD: git archive HEAD | tar -x, npx tsc -p tsconfig.json (in a private folder)');
-    const tar = spawnSync('sh', ['-c', `git archive HEAD bin schemas src package.json tsconfig.json | tar -x -C '${snap}'`], { cwd: root, stdio: 'inherit' });
+    const tar = spawnSync('sh', ['-c', `git archive HEAD bin schemas scripts src package.json tsconfig.json | tar -x -C '${snap}'`], { cwd: root, stdio: 'inherit' });
     if (tar.status !== 0) throw new Error('git archive HEAD failed');
     const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: snap, stdio: 'inherit' });
     if (r.status !== 0) log('note: tsc reported errors (files were still emitted)');
+    finishBuild(snap);
     const bin = path.join(snap, 'bin', 'lazylabel.js');
     const ok = spawnSync(process.execPath, [bin, 'check', '--help'], { encoding: 'utf8' });
     if (ok.status !== 0) throw new Error(`HEAD's CLI does not start:\n${ok.stderr.slice(-800)}`);
@@ -135,6 +144,8 @@ function snapshotPackage(o, into) {
     log('building: npx tsc -p tsconfig.json --outDir <snapshot>/dist');
     const r = spawnSync('npx', ['tsc', '-p', 'tsconfig.json', '--outDir', path.join(snap, 'dist')], { cwd: root, stdio: 'inherit' });
     if (r.status !== 0) log('note: tsc reported errors (files were still emitted)');
+    fs.cpSync(path.join(root, 'scripts'), path.join(snap, 'scripts'), { recursive: true });
+    finishBuild(snap);
   } else {
     const main = path.join(root, 'dist', 'cli', 'main.js');
     if (!fs.existsSync(main)) throw new Error('dist/ is missing: build first (npx tsc -p tsconfig.json), or pass --build');
@@ -592,6 +603,8 @@ async function bench(o) {
       date: started.toISOString(),
       machine,
       cli: o.buildHead ? `HEAD ${machine.commit} compiled into a private snapshot (--build-head)` : o.build ? 'working-tree src/ compiled into a private snapshot (--build)' : `snapshot of dist/ (dist/cli/main.js built ${new Date(fs.statSync(path.join(root, 'dist', 'cli', 'main.js')).mtimeMs).toISOString()})`,
+      // bin/lazylabel.js runs the esbuild bundle (scripts/build-cli.js) when the snapshot has it, else the tsc output
+      bundled: fs.existsSync(path.join(path.dirname(path.dirname(BIN)), 'dist', 'cli-bundle', 'main.js')),
       options: { quick: o.quick, repeat: o.repeat, warmup: o.warmup, only: o.only, seed: o.seed, reference: o.ref, big: o.big, bigOnly: o.bigOnly },
       volume: o.bigOnly ? null : { shape, dtype: 'int16', nLab: N_LAB, labelBytes: shape[0] * shape[1] * shape[2] * 2 },
       loadAverage: { before: loadBefore, after: os.loadavg() },
