@@ -12,7 +12,7 @@ import { synthCube } from '../src/demo/synth.js';
 import { CubeStore } from '../src/train/cubes.js';
 import { PatchSampler } from '../src/train/sampler.js';
 import { requireManifest } from '../src/ops/manifestFile.js';
-import { tmpDir } from './helpers.js';
+import { schemaErrors, tmpDir } from './helpers.js';
 
 let demo: DemoData;
 const base = { patch: [4, 16, 16], batch: 2, depth: 2, baseFilters: 4, anisotropicLevels: 1, backend: 'wasm' as const, seed: 3, lr: 3e-3 };
@@ -171,6 +171,22 @@ describe('predict', () => {
     expect(b!.dtype).toBe('uint8');
     for (let i = 0; i < 500; i++) expect(b!.data[i]).toBe(Math.round(a!.data[i]! * 255));
     await expect(predict({ model: out, raw: path.join(demo.out, 'wide.h5'), out: u8, backend: 'wasm' })).rejects.toThrow(/already exists/);
+  });
+
+  it('--threads 2 (pool workers predict their share of each batch) writes what one thread writes', async () => {
+    const out = path.join(demo.out, 'run_pred');
+    const tiled = path.join(demo.out, 'tiled.h5');
+    const pooled = path.join(demo.out, 'pooled.h5');
+    const r = await predict({ model: out, raw: path.join(demo.out, 'wide.h5'), out: pooled, tile: [8, 64, 64], margin: [0, 24, 24], backend: 'wasm', threads: 2 });
+    expect(r.threads).toBe(2);
+    expect(schemaErrors('predict-report', r)).toEqual([]);
+    const [one, two] = await Promise.all([tiled, pooled].map((f) => withH5(f, (src) => ({ data: src.readSlab('probs', 0, 8), lab: src.readSlab('lab', 0, 8) }))));
+    let maxDiff = 0;
+    for (let i = 0; i < one!.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(one!.data[i]! - two!.data[i]!));
+    expect(maxDiff).toBeLessThan(1e-6);
+    expect(Array.from(two!.lab)).toEqual(Array.from(one!.lab));
+    // one thread was asked for, or the batch holds one tile: no workers
+    expect((await predict({ model: out, raw: path.join(demo.out, 'wide.h5'), out: pooled, tile: [8, 64, 64], margin: [0, 24, 24], backend: 'wasm', threads: 2, batch: 1, force: true })).threads).toBe(1);
   });
 });
 

@@ -1,5 +1,6 @@
 /** The one report printer: JSON to stdout for --json, compact tables and findings for people. */
 import type { Finding, Status } from '../core/findings.js';
+import { usageError } from '../errors.js';
 
 export interface GlobalFlags {
   json: boolean;
@@ -65,4 +66,12 @@ export function printJson(value: unknown): void {
 
 export function printLines(lines: string[]): void {
   if (lines.length) process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** `--threads N` or `--threads auto` (train, predict). */
+export function parseThreads(text: string): number | 'auto' {
+  if (text === 'auto') return 'auto';
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw usageError(`--threads ${text} is not a positive integer`, "e.g. --threads 2, or --threads auto");
+  return n;
 }

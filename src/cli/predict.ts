@@ -3,7 +3,7 @@ import type { Argv } from 'yargs';
 import type { PredictReport } from '../ops/predict.js';
 import { parseVolumeRef } from '../io/volumeRef.js';
 import { usageError, ExitCode } from '../errors.js';
-import { printJson, printLines, shape, table, type GlobalFlags } from './output.js';
+import { parseThreads, printJson, printLines, shape, table, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
 import { parseShard, shardText } from '../core/shard.js';
 
@@ -15,7 +15,8 @@ interface PredictArgs extends GlobalFlags {
   uint8: boolean;
   tile?: string;
   margin?: string;
-  batch: number;
+  batch?: number;
+  threads: string;
   backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
   force: boolean;
   shard?: string;
@@ -30,7 +31,8 @@ export function builder(y: Argv): Argv<PredictArgs> {
     .option('uint8', { type: 'boolean', default: false, describe: 'store probabilities as uint8 (p*255) instead of float32' })
     .option('tile', { type: 'string', describe: 'tile size, e.g. 16,128,128 (multiples of the network pooling)' })
     .option('margin', { type: 'string', describe: 'voxels cropped at inner tile edges per axis, e.g. 2,16,16' })
-    .option('batch', { type: 'number', default: 1, describe: 'tiles per forward pass' })
+    .option('batch', { type: 'number', describe: 'tiles per forward pass (default: one per compute thread)' })
+    .option('threads', { type: 'string', default: 'auto', describe: "compute threads on wasm/cpu (each predicts its share of a batch); auto: one per core, started only when the volume's tiles would take more than a few seconds on one" })
     .option('backend', { choices: ['auto', 'tensorflow', 'wasm', 'cpu'] as const, default: 'auto' as const })
     .option('force', { type: 'boolean', default: false, describe: 'replace an existing output' })
     .option('shard', { type: 'string', describe: 'predict only shard i of n (0-based, contiguous blocks of tile rows along axis 0) into OUT.part-i-of-n; lazylabel merge joins the parts into OUT' })
@@ -48,7 +50,7 @@ export function renderPredict(r: PredictReport): string[] {
   const total = r.classCounts.reduce((a, b) => a + b, 0) || 1;
   return [
     `wrote ${r.output}: ${r.probsKey} ${shape([...r.shape, r.nLab])} ${r.probsDtype}, ${r.labelKey} ${shape(r.shape)} int16`,
-    `${r.tiles} tiles of ${shape(r.tile)} (margins ${shape(r.margin)}) on ${r.backend} in ${r.seconds.toFixed(1)} s`,
+    `${r.tiles} tiles of ${shape(r.tile)} (margins ${shape(r.margin)}) on ${r.backend}${r.threads && r.threads > 1 ? ` with ${r.threads} threads` : ''} in ${r.seconds.toFixed(1)} s`,
     table(['class', 'voxels', 'fraction'], r.classCounts.map((n, c) => [String(c), String(n), `${((100 * n) / total).toFixed(1)}%`])),
     ...(r.shard ? [`shard ${shardText(r.shard)}: voxel rows ${r.shard.start}..${r.shard.end} of ${r.shard.total} along axis 0 (tiles above: the whole volume's); join all parts with lazylabel merge --predict ... -o OUT`] : []),
   ];
@@ -69,7 +71,8 @@ export async function handler(args: PredictArgs): Promise<number> {
       uint8: args.uint8,
       ...(args.tile ? { tile: ints('tile', args.tile) } : {}),
       ...(args.margin ? { margin: ints('margin', args.margin) } : {}),
-      batch: args.batch,
+      ...(args.batch !== undefined ? { batch: args.batch } : {}),
+      threads: parseThreads(args.threads),
       backend: args.backend,
       force: args.force,
       ...(shard ? { shard } : {}),

@@ -2,7 +2,7 @@
 import type { Argv } from 'yargs';
 import type { TrainReport } from '../train/loop.js';
 import { usageError, ExitCode } from '../errors.js';
-import { printJson, printLines, table, type GlobalFlags } from './output.js';
+import { parseThreads, printJson, printLines, table, type GlobalFlags } from './output.js';
 import { progressBar } from './progress.js';
 
 interface TrainArgs extends GlobalFlags {
@@ -64,13 +64,6 @@ function parsePatch(text: string | undefined): number[] | undefined {
   const parts = text.split(/[,x ]+/).filter(Boolean).map(Number);
   if (!parts.length || parts.some((p) => !Number.isInteger(p) || p < 1)) throw usageError(`--patch ${text} is not a list of positive integers`, 'e.g. --patch 16,96,96');
   return parts;
-}
-
-function parseThreads(text: string): number | 'auto' {
-  if (text === 'auto') return 'auto';
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw usageError(`--threads ${text} is not a positive integer`, "e.g. --threads 2, or --threads auto");
-  return n;
 }
 
 export function renderTrain(r: TrainReport): string[] {

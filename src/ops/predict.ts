@@ -13,7 +13,9 @@ import { requiredMultiples } from '../train/models.js';
 import type { RunConfig } from '../train/loop.js';
 import { noProgress, type ProgressFn } from './progress.js';
 import { VERSION } from '../version.js';
+import os from 'node:os';
 import path from 'node:path';
+import { chooseThreads, TrainPool } from '../train/pool.js';
 import { jobId, partPath, PART_KEY, shardItems, type Shard, type ShardInfo } from '../core/shard.js';
 
 export interface PredictOptions {
@@ -30,8 +32,15 @@ export interface PredictOptions {
   tile?: number[];
   /** Voxels cropped at inner tile edges, per axis (default: an eighth of the tile, aligned). */
   margin?: number[];
-  /** Tiles per forward pass. */
+  /** Tiles per forward pass (default: one per compute thread). */
   batch?: number;
+  /**
+   * Compute threads on the wasm/cpu backends (the training pool's workers, each with its own backend and a
+   * replica of the model, predict their share of each batch): a count, or 'auto' (default): one per core,
+   * at most one per tile of the batch; the workers start after the first batch, and only when the rest of
+   * the tiles would take longer than POOL_WORTH_SECONDS on one thread.
+   */
+  threads?: number | 'auto';
   backend?: BackendPreference;
   force?: boolean;
   onProgress?: ProgressFn;
@@ -78,6 +87,8 @@ export interface PredictReport {
   ok: boolean;
   output: string;
   backend: string;
+  /** Compute threads that predicted (main thread + pool workers); absent in a report joined by `merge`. */
+  threads?: number;
   shape: number[];
   nLab: number;
   tile: number[];
@@ -92,6 +103,9 @@ export interface PredictReport {
   /** Present on a shard's report only: the voxel rows of axis 0 its part file holds (`output` is the part; `tiles` counts the whole volume's). */
   shard?: ShardInfo;
 }
+
+/** With threads 'auto', workers start only when one thread would need longer than this for the remaining tiles (their start-up takes ~0.3-2 s). */
+export const POOL_WORTH_SECONDS = 3;
 
 /** Read one input window (zero-padded past the volume) as channels-last float32, scaled like training. */
 async function readWindow(src: VolumeReader, tile: Tile, spatial: number[], channelsFirst: boolean, nCh: number, divisor: number): Promise<Float32Array> {
@@ -174,7 +188,19 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
     const myTiles = mine.items.length * perAxis.slice(1).reduce((a, t) => a * t.length, 1);
     const target = shard ? partPath(opts.out, shard) : opts.out;
     let shardInfo: ShardInfo | undefined;
-    const batchSize = Math.max(1, opts.batch ?? 1);
+    // threads: asked for, or 'auto' (one per core, capped by the batch); the tensorflow backends thread natively
+    const request = opts.threads ?? 'auto';
+    const choice = chooseThreads(request, backendName, Math.max(1, Math.min(myTiles, opts.batch ?? (request === 'auto' ? os.availableParallelism() : request))), config.unet, tile);
+    const batchSize = Math.max(1, opts.batch ?? choice.threads);
+    let pool: TrainPool | null = null;
+    const startPool = async (): Promise<void> => {
+      pool = await TrainPool.start({
+        tf, backend: backendName as 'wasm' | 'cpu', model, unet: config.unet, patch: tile, nChannels: nCh,
+        loss: { normalisation: 'voxels', classWeights: null, lazyLabels: false }, // unused: the pool only predicts here
+        threads: choice.threads,
+      });
+    };
+    let firstBatchSeconds: number | null = null;
     const planeVoxels = spatial.slice(1).reduce((a, b) => a * b, 1);
     const classCounts = new Array<number>(nLab).fill(0);
     let done = 0;
@@ -198,9 +224,20 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
             const tileVox = tile.reduce((p, q) => p * q, 1);
             const input = new Float32Array(group.length * tileVox * nCh);
             for (const [i, t] of group.entries()) input.set(await readWindow(src, t, spatial, channelsFirst, nCh, divisor), i * tileVox * nCh);
-            const out = tf.tidy(() => model.predict(tf.tensor(input, [group.length, ...tile, nCh], 'float32')) as tfType.Tensor);
-            const values = (await out.data()) as Float32Array;
-            out.dispose();
+            const started = performance.now();
+            let values: Float32Array;
+            if (pool) values = await (pool as TrainPool).predict(input, group.length);
+            else {
+              const out = tf.tidy(() => model.predict(tf.tensor(input, [group.length, ...tile, nCh], 'float32')) as tfType.Tensor);
+              values = (await out.data()) as Float32Array;
+              out.dispose();
+            }
+            if (firstBatchSeconds === null) {
+              firstBatchSeconds = (performance.now() - started) / 1000;
+              const remaining = (myTiles - done - group.length) / batchSize;
+              // an explicit --threads N starts the workers regardless; auto only when they pay for their start-up
+              if (choice.threads > 1 && remaining > 0 && (request !== 'auto' || firstBatchSeconds * remaining > POOL_WORTH_SECONDS)) await startPool();
+            }
             group.forEach((t, i) => copyOwned(values.subarray(i * tileVox * nLab, (i + 1) * tileVox * nLab), t, tile, spatial, row.outStart, probs, nLab));
             done += group.length;
             onProgress({ label: 'predict', done, total: myTiles });
@@ -236,6 +273,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
         }
       } finally {
         sink.close();
+        await (pool as TrainPool | null)?.close();
       }
     });
     return {
@@ -243,6 +281,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
       ok: true,
       output: target,
       backend: backendName,
+      threads: (pool as TrainPool | null)?.threads ?? 1,
       shape: spatial,
       nLab,
       tile,
