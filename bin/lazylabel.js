@@ -33,9 +33,8 @@ const args = process.argv.slice(2);
 const hdf5Wasm = new URL('../dist/vendor/h5wasm/hdf5_util.wasm', import.meta.url);
 const runsCommand = args.length > 0 && !args[0].startsWith('-') && args[0] !== 'completion' && !args.some((a) => a === '--help' || a === '-h');
 if (runsCommand && entry.includes('/dist/cli-bundle/') && fs.existsSync(hdf5Wasm)) {
-  const compiled = fs.promises.readFile(hdf5Wasm).then((bytes) => WebAssembly.compile(bytes));
-  compiled.catch(() => {}); // a failure surfaces where h5wasm awaits it, not as an unhandled rejection at exit
-  globalThis[Symbol.for('lazylabel.hdf5WasmModule')] = compiled;
+  // null on failure: the vendored h5wasm then compiles the file itself (and reports what goes wrong there)
+  globalThis[Symbol.for('lazylabel.hdf5WasmModule')] = fs.promises.readFile(hdf5Wasm).then((bytes) => WebAssembly.compile(bytes)).catch(() => null);
 }
 
 const { main } = await import(entry);

@@ -22,12 +22,15 @@ const bundleDir = path.join(dist, 'cli-bundle');
 /**
  * Emscripten's `instantiateWasm` hook, used when bin/lazylabel.js left a promise of the compiled HDF5 module under
  * this global symbol: V8 then compiles it on background threads while the CLI's own modules load (~15 ms less per
- * start). Without the promise (library use, worker threads) h5wasm compiles as usual.
+ * start). The promise resolves to null when that failed; the hook then compiles hdf5_util.wasm itself. Without the
+ * promise (library use, worker threads) h5wasm compiles as usual.
  */
 const PREFETCH_KEY = "Symbol.for('lazylabel.hdf5WasmModule')";
 const PREFETCH_HOOK =
   `(globalThis[${PREFETCH_KEY}] ? { instantiateWasm(imports, receive) { ` +
-  `globalThis[${PREFETCH_KEY}].then((module) => WebAssembly.instantiate(module, imports).then((instance) => receive(instance, module))); ` +
+  `globalThis[${PREFETCH_KEY}]` +
+  ".then((module) => module ?? import('node:fs').then((fs) => WebAssembly.compile(fs.readFileSync(new URL('./hdf5_util.wasm', import.meta.url)))))" +
+  '.then((module) => WebAssembly.instantiate(module, imports).then((instance) => receive(instance, module))); ' +
   'return {}; } } : {})';
 
 /** Returns true when the vendored copy was written; false (with a warning) when this h5wasm has another layout. */

@@ -271,7 +271,7 @@ export interface PoolOptions {
 }
 
 function workerError(index: number, what: string): LazyLabelError {
-  return new LazyLabelError(`training worker ${index} ${what}`, { code: 'train-worker', hint: 'rerun with --threads 1 to train on the main thread only' });
+  return new LazyLabelError(`training worker ${index} ${what}`, { code: 'train-worker', hint: 'rerun with --threads 1 to compute on the main thread only' });
 }
 
 /** One worker and the request it is answering. */
