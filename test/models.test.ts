@@ -295,6 +295,34 @@ describe('wasm training kernels', () => {
     ]);
   });
 
+  it('Identity shares the buffer: a clone reads the same values, and either survives disposing the other', async () => {
+    await tf.setBackend('wasm');
+    const be = tf.backend() as unknown as { numDataIds(): number; getMemoryOffset(id: object): number };
+    const ids = be.numDataIds();
+    const x = tf.tensor3d([1.5, -2, 3, 4, 5, 6], [1, 2, 3]);
+    const c = tf.clone(x);
+    expect(be.getMemoryOffset(c.dataId)).toBe(be.getMemoryOffset(x.dataId));
+    expect(be.numDataIds()).toBe(ids + 1); // one buffer, two tensors
+    x.dispose();
+    expect(Array.from(c.dataSync())).toEqual([1.5, -2, 3, 4, 5, 6]);
+    const d = tf.clone(c);
+    c.dispose();
+    expect(d.shape).toEqual([1, 2, 3]);
+    expect(Array.from(await d.data())).toEqual([1.5, -2, 3, 4, 5, 6]);
+    d.dispose();
+    expect(be.numDataIds()).toBe(ids); // freed with the last reference
+    // A variable keeps its value when the tensor it was assigned from (or a clone of it) is disposed,
+    // and a clone taken before assign() keeps the old value: assign swaps buffers, never writes.
+    const v = tf.variable(tf.ones([4]));
+    const before = tf.clone(v);
+    const next = tf.fill([4], 7);
+    v.assign(next);
+    next.dispose();
+    expect(Array.from(before.dataSync())).toEqual([1, 1, 1, 1]);
+    expect(Array.from(v.dataSync())).toEqual([7, 7, 7, 7]);
+    tf.dispose([before, v]);
+  });
+
   it('gives the same U-Net gradients as cpu (2D and anisotropic 3D)', async () => {
     const cfgs: Array<[UNetConfig, number[]]> = [
       [{ dims: 2, nLab: 3, inChannels: 1, depth: 2, baseFilters: 4, seed: 11 }, [2, 16, 16, 1]],

@@ -7,6 +7,8 @@
 //        [--steps 20] [--warmup 3] [--torch-threads 2,1] [--no-torch] [--profile]
 //        [--max-load 1.5] [--max-other-cores 0.3] [--retries 2] [--max-wait-s 900] [--variants]
 //
+// When the machine has >= 2 cores, wasm also runs with the trainer's own worker pool (`train --threads N`,
+// src/train/pool.ts; N = cores), which is what `lazylabel train` uses by default there.
 // --variants adds rows for the prototypes of bench/nets.md "Proposals" (not what lazylabel runs):
 // wasm with proto_kernels.js, the multi-threaded wasm build with 2 threads (proto_threads.js), and a
 // data-parallel pool of 2 worker threads (proto_pool.js).
@@ -197,6 +199,8 @@ async function main() {
     for (const be of bes) {
       if (be === 'cpu') continue;
       plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: be });
+      const cores = os.cpus().length;
+      if (be === 'wasm' && cores >= 2) plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: be, variant: `pool ${cores}t`, trainer: true, args: ['--threads', String(cores)] });
     }
     if (a.variants && bes.includes('wasm')) {
       plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: 'wasm', variant: '+proto', args: ['--kernels', 'proto_kernels.js'] });
@@ -224,7 +228,7 @@ async function main() {
     } else {
       r = await measure(what, PYTHON, [path.join(here, 'torch_ref.py'), '--net', JSON.stringify(p.spec), '--threads', String(p.threads), '--steps', String(steps), '--warmup', String(warmup)], 600);
     }
-    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', variant: p.variant ?? null, threads: p.threads ?? r.threads ?? r.xnnpackThreads ?? 1, reducedProtocol: !!p.reduced });
+    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', variant: p.variant ?? null, trainer: p.impl === 'tfjs' && (!p.variant || !!p.trainer), threads: p.threads ?? r.threads ?? r.xnnpackThreads ?? 1, reducedProtocol: !!p.reduced });
     if (r.train?.ms) log(`  train ${fmt(r.train.ms.median)} ms/step, infer ${fmt(r.infer?.batch1?.ms?.median ?? r.infer?.trainBatch?.ms?.median / p.spec.batch)} ms/patch, params ${r.params}`);
   }
 
@@ -256,7 +260,7 @@ async function main() {
       inferRatioBatched: infB != null && ptInfB ? infB / ptInfB : null,
       otherCoresMax: r.otherCoresMax,
       clean: r.clean,
-      note: r.error ?? r.train?.skipped ?? (r.reducedProtocol ? `reduced protocol: ${a['cpu-steps']} steps after 1 warm-up` : r.variant ? 'prototype (bench/nets.md Proposals)' : ''),
+      note: r.error ?? r.train?.skipped ?? (r.reducedProtocol ? `reduced protocol: ${a['cpu-steps']} steps after 1 warm-up` : r.variant && !r.trainer ? 'prototype (bench/nets.md Proposals)' : r.variant ? 'the trainer\'s worker pool (train --threads)' : ''),
     };
   });
   const refName = `pytorch ${torchThreads[0]}t`;

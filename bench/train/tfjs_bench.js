@@ -4,7 +4,10 @@
 // exactly as src/train/loop.ts does it) and per forward pass, or with --profile the per-kernel times.
 //
 //   node bench/train/tfjs_bench.js --net net2d --backend wasm [--steps 20] [--warmup 3]
-//        [--max-step-ms 10000] [--profile 3] [--net-json '{...}'] [--kernels MODULE.js]
+//        [--max-step-ms 10000] [--profile 3] [--net-json '{...}'] [--kernels MODULE.js] [--threads N]
+//   --threads N (N >= 2): the trainer's own data-parallel pool (src/train/pool.ts, what `lazylabel train
+//   --threads N` runs): training steps and the batched forward pass are split over N threads; the
+//   batch-1 forward pass stays on the main thread (as `predict --batch 1`).
 //   LAZYLABEL_WASM_THREADS=2 node bench/train/tfjs_bench.js ...   (prototype: multi-threaded wasm)
 //
 // Prints one JSON object on the last line of stdout.
@@ -14,6 +17,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { selectBackend } from '../../dist/train/backend.js';
 import { buildUNet } from '../../dist/train/models.js';
 import { lazyNll } from '../../dist/train/loss.js';
+import { TrainPool } from '../../dist/train/pool.js';
 import { NETS, unetConfig, makeBatch, cpuSnapshot, cpuStats, summary } from './common.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -29,6 +33,7 @@ const { values: a } = parseArgs({
     profile: { type: 'string', default: '0' },
     'no-infer': { type: 'boolean', default: false },
     kernels: { type: 'string' },
+    threads: { type: 'string', default: '1' },
   },
 });
 const net = a['net-json'] ? { ...NETS[a.net], ...JSON.parse(a['net-json']) } : NETS[a.net];
@@ -59,16 +64,38 @@ const x = tf.tensor(data.raw, [net.batch, ...net.patch, net.inChannels], 'float3
 const y = tf.tensor(data.labels, [net.batch, ...net.patch], 'int32');
 const lossOpts = { normalisation: 'voxels', maskClassLabeled: data.maskClassLabeled, maskClassNotPresent: data.maskClassNotPresent };
 const optimizer = tf.train.adam(1e-3);
+const threads = Number(a.threads);
+if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads: expected a count >= 1, got ${a.threads}`);
+if (threads > 1 && a.profile !== '0') throw new Error('--profile measures one thread: leave out --threads');
+const pool =
+  threads > 1
+    ? await TrainPool.start({
+        tf,
+        backend: sel.name,
+        model,
+        unet: unetConfig(net),
+        patch: net.patch,
+        nChannels: net.inChannels,
+        loss: { normalisation: 'voxels', classWeights: null, lazyLabels: true },
+        threads,
+      })
+    : null;
+const batch = { ...data, patchSize: net.patch, nChannels: net.inChannels };
 
-/** One training step exactly as src/train/loop.ts does it; returns the loss (reading it also syncs). */
-function trainStep() {
+/** One training step exactly as src/train/loop.ts does it (with the pool: TrainPool.step); returns the loss (reading it also syncs). */
+async function trainStep() {
+  if (pool) return pool.step(batch, optimizer);
   const loss = optimizer.minimize(() => lazyNll(model.apply(x, { training: true }), y, lossOpts), true);
   const v = loss.dataSync()[0];
   loss.dispose();
   return v;
 }
 
-function inferStep(inp) {
+async function inferStep(inp) {
+  if (pool && inp === x) {
+    await pool.predict(data.raw, net.batch);
+    return;
+  }
   const out = model.predict(inp);
   out.dataSync();
   out.dispose();
@@ -84,6 +111,7 @@ const result = {
   netSpec: net,
   kernels: kernelNote,
   xnnpackThreads: xnnThreads,
+  threads,
 };
 
 const x1 = tf.slice(x, 0, 1);
@@ -92,8 +120,8 @@ if (profileSteps > 0) {
   // tf.profile times every kernel the engine runs (our custom wasm kernels count as one each, including
   // the XNNPACK calls they make). CHECK_COMPUTATION_FOR_ERRORS would read back every output: keep it off.
   tf.env().set('CHECK_COMPUTATION_FOR_ERRORS', false);
-  for (let i = 0; i < warmup; i++) trainStep();
-  for (let i = 0; i < warmup; i++) inferStep(x1);
+  for (let i = 0; i < warmup; i++) await trainStep();
+  for (let i = 0; i < warmup; i++) await inferStep(x1);
   const prof = async (f, n) => {
     const byName = new Map();
     const byShape = new Map();
@@ -133,8 +161,8 @@ if (profileSteps > 0) {
     };
   };
   result.profile = {
-    train: await prof(() => { trainStep(); }, profileSteps),
-    inferBatch1: await prof(() => { inferStep(x1); }, profileSteps),
+    train: await prof(() => { void trainStep(); }, profileSteps),
+    inferBatch1: await prof(() => { void inferStep(x1); }, profileSteps),
   };
   console.log(JSON.stringify(result));
   process.exit(0);
@@ -143,7 +171,7 @@ if (profileSteps > 0) {
 // Training steps.
 const losses = [];
 const first = performance.now();
-losses.push(trainStep());
+losses.push(await trainStep());
 const firstMs = performance.now() - first;
 let nSteps = steps;
 let nWarm = warmup - 1;
@@ -153,7 +181,7 @@ if (firstMs > maxStepMs) {
   console.log(JSON.stringify(result));
   process.exit(0);
 }
-for (let i = 0; i < nWarm; i++) losses.push(trainStep());
+for (let i = 0; i < nWarm; i++) losses.push(await trainStep());
 const tensorsBefore = tf.memory().numTensors;
 const times = [];
 const cpuTimes = [];
@@ -165,7 +193,7 @@ let s0 = cpuSnapshot();
 for (let i = 0; i < nSteps; i++) {
   const c0 = cpuMs();
   const t0 = performance.now();
-  losses.push(trainStep());
+  losses.push(await trainStep());
   times.push(performance.now() - t0);
   cpuTimes.push(cpuMs() - c0);
 }
@@ -183,20 +211,21 @@ result.train = {
 if (!a['no-infer']) {
   result.infer = {};
   for (const [name, inp] of [['batch1', x1], ['trainBatch', x]]) {
-    for (let i = 0; i < warmup; i++) inferStep(inp);
+    for (let i = 0; i < warmup; i++) await inferStep(inp);
     const t = [];
     const c = [];
     s0 = cpuSnapshot();
     for (let i = 0; i < nSteps; i++) {
       const c0 = cpuMs();
       const t0 = performance.now();
-      inferStep(inp);
+      await inferStep(inp);
       t.push(performance.now() - t0);
       c.push(cpuMs() - c0);
     }
     result.infer[name] = { ms: summary(t), cpuMs: summary(c), cpu: cpuStats(s0, cpuSnapshot()) };
   }
 }
+await pool?.close();
 result.maxRssMB = process.resourceUsage().maxRSS / 1024;
 console.log(JSON.stringify(result));
 process.exit(0);

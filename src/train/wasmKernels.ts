@@ -33,6 +33,10 @@ type Attrs = tf.NamedAttrMap;
  *    per piece. On a small 3D U-Net that was >50% of a training step. Ours copies strided runs in place.
  *  - Sum over leading axes (every bias gradient): the stock kernel first transposes the reduced axes
  *    to the end, which is slow for rank 5 with few channels. Ours accumulates rows directly.
+ *  - Identity: the stock kernel copies the tensor, and tfjs-core clones (Identity) every tensor it saves
+ *    for the backward pass (172 copies per net2d step). Ours shares the buffer by reference count, as
+ *    the cpu backend and the wasm backend's own Reshape do. Safe because no kernel here or in the wasm
+ *    backend writes into its inputs, and Variable.assign swaps the variable's buffer instead of writing.
  * Replacements fall back to the stock kernel only for what they do not handle (channels-first layouts,
  * non-float32 inputs, explicit paddings larger than the filter).
  */
@@ -49,6 +53,7 @@ export const WASM_TRAINING_KERNELS = [
   'Slice',
   'SplitV',
   'Sum',
+  'Identity',
 ] as const;
 
 /** Marks our kernel functions on the global registry so re-registration (even from a second copy of this module) is a no-op. */
@@ -760,6 +765,20 @@ function sum(stock: Fallback): KernelFunc {
   };
 }
 
+/** Zero-copy Identity: the result shares x's heap buffer (reference-counted; disposing either keeps the other). */
+function identity(stock: Fallback): KernelFunc {
+  return (args) => {
+    const { inputs, backend } = args;
+    const x = (inputs as { x: TensorInfo }).x;
+    if (x.dtype === 'string') {
+      if (!stock) throw new Error('Identity of strings is not supported here');
+      return stock(args);
+    }
+    (backend as BackendWasm).incRef(x.dataId);
+    return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+  };
+}
+
 const FACTORIES: Record<(typeof WASM_TRAINING_KERNELS)[number], (stock: Fallback) => KernelFunc> = {
   Conv2DBackpropFilter: conv2dBackpropFilter,
   Conv2DBackpropInput: conv2dBackpropInput,
@@ -771,6 +790,7 @@ const FACTORIES: Record<(typeof WASM_TRAINING_KERNELS)[number], (stock: Fallback
   Slice: slice,
   SplitV: splitV,
   Sum: sum,
+  Identity: identity,
 };
 
 /**
