@@ -19,7 +19,7 @@
 // --max-other-cores the measurement is repeated (up to --retries times; every attempt is kept in the
 // JSON). The cpu backend is ~100x slower than wasm for training, so it runs only on `net2d-small`
 // (see bench/nets.md) and with a reduced protocol. Results: a table on stdout and
-// bench/train/results-<label>.json.
+// bench/results/<date>-train-<label>.json (next to the data benchmark's results).
 import { spawnSync, spawn } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
@@ -68,7 +68,7 @@ const maxWaitS = Number(a['max-wait-s']);
 const nets = a.nets.split(',');
 for (const n of nets) if (!NETS[n]) throw new Error(`unknown net '${n}' (have ${Object.keys(NETS).join(', ')})`);
 const torchThreads = a['torch-threads'].split(',').map(Number);
-const outFile = a.out ?? path.join(here, `results-${a.label}.json`);
+const outFile = a.out ?? path.join(here, '..', 'results', `${new Date().toISOString().slice(0, 10)}-train-${a.label}.json`);
 
 const log = (...m) => console.error(`[${new Date().toISOString().slice(11, 19)}]`, ...m);
 
