@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { ConvertTally, buildInfo, findContradictions, mapMarkerValue, mapMaskClasses, mapMaskFill } from '../src/core/convert.js';
 import { isLazyLabelError } from '../src/errors.js';
@@ -592,6 +592,69 @@ describe('reader worker', () => {
       const strip = (r: ConvertReport): unknown => ({ ...r, output: { ...r.output, path: '', chunks: [] }, check: { ...r.check, path: '', name: '' }, slabs: 0 });
       expect(strip(b)).toEqual(strip(a));
     }
+  });
+
+  it('convert starts the reader worker early for inputs of 1 MiB or more, and stops it when the volume is too small or the run fails', async () => {
+    const { ReaderWorker } = await import('../src/ops/convertMapping.js');
+    const { EARLY_READER_MIN_BYTES } = await import('../src/ops/convert.js');
+    const stop = vi.spyOn(ReaderWorker.prototype, 'stop');
+    const post = vi.spyOn(ReaderWorker.prototype, 'post');
+    try {
+      // a tiny file: no early start
+      const tiny: ConvertOptions = { mask: { file: fx('mask_classes_3d.h5'), key: 'mask' }, classes: { file: fx('mask_classes_3d.h5'), key: 'lab' }, nLab: 3, output: '' };
+      await convert({ ...tiny, output: out() });
+      expect(stop).not.toHaveBeenCalled();
+      // 1.5 MiB on disk (uncompressed) but 0.75 Mi voxels, far below READER_WORKER_MIN_VOXELS: started, then stopped unused
+      const file = out('early-reader.h5');
+      const shape = [96, 128, 64];
+      const nVox = shape[0]! * shape[1]! * shape[2]!;
+      const mask = new Uint8Array(nVox).map((_, i) => (i % 7 === 0 ? 0 : 1));
+      const cls = new Uint8Array(nVox).map((_, i) => (i * 2654435761) % 3);
+      const sink = await H5Sink.create(file);
+      try {
+        sink.createDataset('mask', { shape, dtype: 'uint8', chunks: [32, 64, 64], gzip: 0 }).write(mask);
+        sink.createDataset('classes', { shape, dtype: 'uint8', chunks: [32, 64, 64], gzip: 0 }).write(cls);
+      } finally {
+        sink.close();
+      }
+      expect(fs.statSync(file).size).toBeGreaterThanOrEqual(EARLY_READER_MIN_BYTES);
+      const small: ConvertOptions = { mask: { file, key: 'mask' }, classes: { file, key: 'classes' }, nLab: 3, output: '' };
+      const plain = await convert({ ...small, output: out(), readerWorker: false });
+      expect(stop).not.toHaveBeenCalled();
+      const dflt = await convert({ ...small, output: out() });
+      expect(stop).toHaveBeenCalledTimes(os.availableParallelism() > 1 ? 1 : 0);
+      expect(post).not.toHaveBeenCalled();
+      expect((await readAll(dflt.output.path, 'lab')).data).toEqual((await readAll(plain.output.path, 'lab')).data);
+      // forced: the early worker is the one that maps the pieces
+      stop.mockClear();
+      const forced = await convert({ ...small, output: out(), readerWorker: true, slabMB: 0.5 });
+      expect(forced.slabs).toBeGreaterThan(1);
+      expect(post).toHaveBeenCalledTimes(1);
+      expect(stop).toHaveBeenCalled();
+      expect((await readAll(forced.output.path, 'lab')).data).toEqual((await readAll(plain.output.path, 'lab')).data);
+      // a run refused after the worker started (mask and classes of different shapes) stops it too
+      stop.mockClear();
+      post.mockClear();
+      const bad = convert({ mask: { file, key: 'mask' }, classes: { file: fx('chunked_boxes.h5'), key: 'classes' }, nLab: 3, output: out(), readerWorker: true });
+      await expect(bad).rejects.toMatchObject({ code: 'shape-mismatch' });
+      expect(post).not.toHaveBeenCalled();
+      expect(stop).toHaveBeenCalledTimes(1);
+    } finally {
+      stop.mockRestore();
+      post.mockRestore();
+    }
+  });
+
+  it('a reader worker that fails while nobody waits on it keeps the error for the next request (no crash)', async () => {
+    const { ReaderWorker } = await import('../src/ops/convertMapping.js');
+    const broken = out('broken-worker.mjs');
+    fs.writeFileSync(broken, "throw new Error('cannot load the mapping modules');\n");
+    const reader = new ReaderWorker(new URL(`file://${broken}`));
+    await new Promise((r) => setTimeout(r, 300)); // it fails with no listener waiting
+    await expect(reader.next()).rejects.toThrow('cannot load the mapping modules');
+    expect(() => reader.assertAlive()).toThrow('cannot load the mapping modules');
+    await reader.stop();
+    await reader.stop(); // twice is fine
   });
 
   it('pieces mapped by the worker alone equal pieces mapped here, and its read errors come back as the same user error', async () => {

@@ -1,4 +1,5 @@
 /** `convert`: stream masks or class volumes into a -1-ignored int16 label volume with `info`, re-check it, and optionally register it in a manifest (library entry point). */
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LazyLabelError, usageError } from '../errors.js';
@@ -20,7 +21,7 @@ import { requireManifest } from './manifestFile.js';
 import { openLabelVolume, slabBytesPerVoxel, type ScanOptions } from './scan.js';
 import { noProgress } from './progress.js';
 import type { LabelTallyResult } from '../core/labelTally.js';
-import { mapPieces, mapPiecesInWorker, type MappingPlan, type Piece } from './convertMapping.js';
+import { mapPieces, mapPiecesInWorker, ReaderWorker, type MappingPlan, type Piece } from './convertMapping.js';
 import { VERSION } from '../version.js';
 import { info as infoFinding } from '../core/findings.js';
 import { jobId, partPath, PART_KEY, shardRows, shardText, type Shard, type ShardInfo } from '../core/shard.js';
@@ -313,6 +314,28 @@ function describeInput(i: OpenInput): ConvertInputReport {
 /** Volumes from this size on use the reader worker by default (below it, its start-up outweighs the overlap). */
 export const READER_WORKER_MIN_VOXELS = 16 << 20;
 
+/**
+ * Inputs of at least this many bytes on disk start the reader worker before they are opened. (A guess: their
+ * voxel count decides, which is known only once they are open; a small file that holds a big, well compressed
+ * volume starts the worker then.)
+ */
+export const EARLY_READER_MIN_BYTES = 1 << 20;
+
+/** Bytes on disk of the mask and classes files (0 for what cannot be stat'ed as a file, e.g. a zarr folder). */
+function inputBytesOnDisk(o: Pick<ConvertOptions, 'mask' | 'classes'>): number {
+  let total = 0;
+  for (const file of new Set([o.mask?.file, o.classes?.file])) {
+    if (file === undefined) continue;
+    try {
+      const st = fs.statSync(file);
+      if (st.isFile()) total += st.size;
+    } catch {
+      // a missing input is reported when it is opened
+    }
+  }
+  return total;
+}
+
 /** Largest piece convert maps and writes at a time, in MiB (less when --slab-mb says less). */
 export const PIECE_MB = 16;
 
@@ -449,6 +472,11 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     assertManifestUpdatable(plan.manifest, manifestWithCube(plan.manifest, o.cubeName, o.output, plan.outKey, plan.raw, true).json);
   }
 
+  // The reader worker (see below) takes ~0.2 s to start (a Node isolate, its modules, its own HDF5): when the
+  // inputs are big enough on disk to make its use likely, start it now, so that this overlaps opening the
+  // inputs here; it is stopped if the volume turns out too small for it.
+  const mayUseWorker = plan.mode !== 'all-ignore' && (o.readerWorker ?? os.availableParallelism() > 1);
+  let reader: ReaderWorker | null = mayUseWorker && (o.readerWorker === true || inputBytesOnDisk(o) >= EARLY_READER_MIN_BYTES) ? new ReaderWorker() : null;
   const sources = new Map<string, VolumeReader>();
   let written: { shape: number[]; chunks: number[]; slabCount: number; tally: ConvertTallyResult; info: ConvertInfo; attrsCopied: string[]; inputs: ConvertInputReport[]; partShape: number[]; shardInfo?: ShardInfo };
   try {
@@ -473,7 +501,12 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     // filling and draining that pipeline costs about one piece each (64 -> 16 MiB: ~18% faster at 512x512x256)
     const slabMB = Math.min(o.slabMB ?? DEFAULT_SLAB_MB, PIECE_MB);
     // a reader worker maps the next piece while this thread compresses the current one (+2 bytes per voxel)
-    const useWorker = plan.mode !== 'all-ignore' && (o.readerWorker ?? (shape.reduce((a, b) => a * b, 1) >= READER_WORKER_MIN_VOXELS && os.availableParallelism() > 1));
+    const useWorker = mayUseWorker && (o.readerWorker ?? shape.reduce((a, b) => a * b, 1) >= READER_WORKER_MIN_VOXELS);
+    if (!useWorker && reader) {
+      await reader.stop();
+      reader = null;
+    }
+    if (useWorker) reader ??= new ReaderWorker();
     const pieceBytes = bytesPerVoxel + (useWorker ? 2 : 0);
     const readInputs = (['mask', 'classes', 'like'] as const).map((r) => inputs.get(r)).filter((i): i is OpenInput => i !== undefined && i.role !== 'like');
     const layout = outputLayout(shape, readInputs.map((i) => (i.meta.shape.length === shape.length ? i.vol.chunks ?? null : null)), pieceBytes, slabMB, outFormat);
@@ -502,7 +535,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
           : [...slabs(partShape, pieceBytes, slabMB, chunks[0])].map((sl) => ({ starts: [rows.start + sl.start, ...shape.slice(1).map(() => 0)], ends: [rows.start + sl.end, ...shape.slice(1)] }));
         const mappingPlan: MappingPlan = { mode: plan.mode, nLab: plan.nLab, fillClass: plan.fillClass, marker: plan.marker, shift: plan.shift };
         const mapped = useWorker
-          ? mapPiecesInWorker(mappingPlan, { ...(o.mask ? { mask: o.mask } : {}), ...(o.classes ? { classes: o.classes } : {}) }, { mask: mask?.vol, classes: classes?.vol }, pieces, tally)
+          ? mapPiecesInWorker(mappingPlan, { ...(o.mask ? { mask: o.mask } : {}), ...(o.classes ? { classes: o.classes } : {}) }, { mask: mask?.vol, classes: classes?.vol }, pieces, tally, reader!)
           : mapPieces(mappingPlan, { mask: mask?.vol, classes: classes?.vol }, pieces, tally);
         let done = 0;
         let index = 0;
@@ -566,6 +599,8 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
     });
   } finally {
     for (const src of sources.values()) src.close();
+    // mapPiecesInWorker stops the worker it used; this one stops it when the run failed before that
+    await reader?.stop();
   }
 
   if (shard) return shardReport(o, plan, target, written);

@@ -63,68 +63,100 @@ export const IN_FLIGHT = 2;
 
 
 /**
+ * convert's reader worker, listening from the moment it is created: it can be started before the inputs are
+ * opened and the pieces planned (its start-up, a Node isolate plus its own HDF5, then overlaps that work), and
+ * a failure while nobody waits on it is kept for whoever asks next instead of crashing the process.
+ */
+export class ReaderWorker {
+  private readonly worker: Worker;
+  private readonly queue: FromWorker[] = [];
+  private wake: (() => void) | null = null;
+  private failure: unknown = null;
+  private finished = false;
+
+  /** `url`: the compiled worker module (tests pass others). */
+  constructor(url: URL = workerUrl('ops/convertWorker.js')) {
+    this.worker = new Worker(url);
+    this.worker.on('message', (m: FromWorker) => {
+      this.queue.push(m);
+      this.wake?.();
+    });
+    this.worker.on('error', (e) => {
+      this.failure ??= e;
+      this.wake?.();
+    });
+    this.worker.on('exit', (code) => {
+      if (code !== 0 && !this.finished) this.failure ??= new Error(`convert's reader worker exited with code ${code}`);
+      this.wake?.();
+    });
+  }
+
+  /** Throws what the worker failed with, if anything. */
+  assertAlive(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  post(m: ToWorker): void {
+    this.worker.postMessage(m);
+  }
+
+  /** The next message; the worker's errors are rethrown as the same LazyLabelError. */
+  async next(): Promise<FromWorker> {
+    while (!this.queue.length) {
+      if (this.failure) throw this.failure;
+      await new Promise<void>((r) => (this.wake = r));
+      this.wake = null;
+    }
+    const m = this.queue.shift()!;
+    if (m.type === 'error') throw revivedError(m.error);
+    return m;
+  }
+
+  private stopped: Promise<unknown> | null = null;
+
+  /** Stops the worker (also one still starting, or one that was never used); safe to call more than once. */
+  async stop(): Promise<void> {
+    this.finished = true;
+    this.stopped ??= this.worker.terminate();
+    await this.stopped;
+  }
+}
+
+/**
  * The pieces in order, mapped by this thread and a reader worker with its own HDF5 instance (libhdf5 in
  * wasm is single-threaded: this is how reading and mapping overlap with compressing the output). Both
  * claim pieces from a shared counter: this thread maps a piece itself only when it needs it next and the
  * worker has not claimed it (so the worker's ~0.3 s start-up costs nothing), the worker claims ahead while
  * fewer than IN_FLIGHT pieces are unwritten (bounded memory). The worker's counts are added to `tally`
  * when it finishes; its errors are rethrown here as the same LazyLabelError; closing early stops it.
+ * `reader`: a worker started earlier (default: one started now); it is stopped at the end either way.
  */
-export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<{ file: string; key: string }>, inputs: MappingInputs<VolumeReader> | null, pieces: Piece[], tally: ConvertTally): AsyncGenerator<Int16Array> {
+export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<{ file: string; key: string }>, inputs: MappingInputs<VolumeReader> | null, pieces: Piece[], tally: ConvertTally, reader: ReaderWorker = new ReaderWorker()): AsyncGenerator<Int16Array> {
   const shared = new Int32Array(new SharedArrayBuffer(8));
-  const worker = new Worker(workerUrl('ops/convertWorker.js'));
-  const queue: FromWorker[] = [];
-  let wake: (() => void) | null = null;
-  let failure: unknown = null;
-  let finished = false;
-  worker.on('message', (m: FromWorker) => {
-    queue.push(m);
-    wake?.();
-  });
-  worker.on('error', (e) => {
-    failure = e;
-    wake?.();
-  });
-  worker.on('exit', (code) => {
-    if (code !== 0 && !finished) failure ??= new Error(`convert's reader worker exited with code ${code}`);
-    wake?.();
-  });
-  const next = async (): Promise<FromWorker> => {
-    while (!queue.length) {
-      if (failure) throw failure;
-      await new Promise<void>((r) => (wake = r));
-      wake = null;
-    }
-    const m = queue.shift()!;
-    if (m.type === 'error') throw revivedError(m.error);
-    return m;
-  };
   try {
-    worker.postMessage({ type: 'start', plan, refs, pieces, shared: shared.buffer as SharedArrayBuffer } satisfies ToWorker);
+    reader.post({ type: 'start', plan, refs, pieces, shared: shared.buffer as SharedArrayBuffer });
     for (let i = 0; i < pieces.length; i++) {
-      if (failure) throw failure;
+      reader.assertAlive();
       // (inputs null: the worker maps every piece; tests use it to exercise the worker alone)
       if (inputs && Atomics.compareExchange(shared, NEXT, i, i + 1) === i) {
         yield await mapPiece(plan, inputs, pieces[i]!, tally);
       } else {
-        const m = await next();
+        const m = await reader.next();
         if (m.type !== 'piece' || m.index !== i) throw new Error(`convert's reader worker sent ${m.type} out of order`);
         yield m.labels;
       }
       Atomics.add(shared, WRITTEN, 1);
       Atomics.notify(shared, WRITTEN);
     }
-    const end = await next();
+    const end = await reader.next();
     if (end.type !== 'done') throw new Error(`convert's reader worker sent ${end.type} after the last piece`);
-    finished = true;
     tally.addResult(end.tally);
   } finally {
     // unblock a worker waiting for the writer, then stop it
     Atomics.store(shared, WRITTEN, pieces.length + IN_FLIGHT);
     Atomics.store(shared, NEXT, pieces.length);
     Atomics.notify(shared, WRITTEN);
-    finished = true;
-    await worker.terminate();
+    await reader.stop();
   }
 }
 

@@ -2,9 +2,14 @@
 import { parentPort } from 'node:worker_threads';
 import { postableError } from '../errors.js';
 import { ConvertTally } from '../core/convert.js';
+import { initHdf5 } from '../io/hdf5.js';
 import { IN_FLIGHT, mapPiece, NEXT, openMappingInputs, WRITTEN, type FromWorker, type ToWorker } from './convertMapping.js';
 
 const port = parentPort!;
+
+// convert may start this worker before it has opened its own inputs: initialise HDF5 while waiting for the
+// pieces. (A failure here shows again, and is reported, when the inputs are opened.)
+initHdf5().catch(() => undefined);
 
 port.on('message', (m: ToWorker) => {
   run(m).catch((e: unknown) => port.postMessage({ type: 'error', error: postableError(e) } satisfies FromWorker));
