@@ -23,9 +23,15 @@ const bundleDir = path.join(dist, 'cli-bundle');
  * Emscripten's `instantiateWasm` hook, used when bin/lazylabel.js left a promise of the compiled HDF5 module under
  * this global symbol: V8 then compiles it on background threads while the CLI's own modules load (~15 ms less per
  * start). The promise resolves to null when that failed; the hook then compiles hdf5_util.wasm itself. Without the
- * promise (library use, worker threads) h5wasm compiles as usual.
+ * promise (library use) h5wasm compiles as usual. A worker thread gets the main thread's compiled module in its
+ * workerData (src/io/hdf5.ts `hdf5WorkerData`, same key as a string): PREFETCH_FROM_WORKER_DATA puts it under the
+ * symbol, so the worker shares the code the main thread compiled.
  */
 const PREFETCH_KEY = "Symbol.for('lazylabel.hdf5WasmModule')";
+const PREFETCH_FROM_WORKER_DATA =
+  "import { workerData as __lazylabelWorkerData } from 'node:worker_threads';\n" +
+  `if (!globalThis[${PREFETCH_KEY}] && __lazylabelWorkerData && __lazylabelWorkerData['lazylabel.hdf5WasmModule'] instanceof WebAssembly.Module) ` +
+  `globalThis[${PREFETCH_KEY}] = Promise.resolve(__lazylabelWorkerData['lazylabel.hdf5WasmModule']);\n`;
 const PREFETCH_HOOK =
   `(globalThis[${PREFETCH_KEY}] ? { instantiateWasm(imports, receive) { ` +
   `globalThis[${PREFETCH_KEY}]` +
@@ -68,7 +74,7 @@ function vendorH5wasm() {
     fs.rmSync(vendorDir, { recursive: true, force: true });
     return false;
   }
-  fs.writeFileSync(path.join(vendorDir, 'hdf5_hl.js'), hlSrc.replace(factoryCall, `ModuleFactory({ noInitialRun: true, ...${PREFETCH_HOOK} })`));
+  fs.writeFileSync(path.join(vendorDir, 'hdf5_hl.js'), PREFETCH_FROM_WORKER_DATA + hlSrc.replace(factoryCall, `ModuleFactory({ noInitialRun: true, ...${PREFETCH_HOOK} })`));
   const version = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8')).version;
   fs.writeFileSync(
     path.join(vendorDir, 'README.md'),

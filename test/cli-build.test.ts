@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -179,6 +180,64 @@ describe('bundled worker entries', () => {
       expect(Array.from(piece.labels)).toEqual(Array.from(expected));
     } finally {
       await worker.terminate();
+    }
+  });
+});
+
+describe('compiled libhdf5 shared with worker threads', () => {
+  it('a bundled worker instantiates the module it gets in workerData (hdf5WorkerData) instead of compiling its own', async () => {
+    // A copy of the bundle whose vendored h5wasm has no hdf5_util.wasm: a worker can only work with the module it is handed.
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-shared-wasm-'));
+    try {
+      fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(tmp, 'package.json'));
+      fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(tmp, 'node_modules'));
+      fs.cpSync(BUNDLE, path.join(tmp, 'dist', 'cli-bundle'), { recursive: true });
+      fs.cpSync(VENDOR, path.join(tmp, 'dist', 'vendor', 'h5wasm'), { recursive: true });
+      fs.rmSync(path.join(tmp, 'dist', 'vendor', 'h5wasm', 'hdf5_util.wasm'));
+      const file = fixture('convert', 'mask_classes_3d.h5');
+      const f = new stock.File(file, 'r');
+      const mask = (f.get('mask') as InstanceType<H5['Dataset']>).value as Uint8Array;
+      const cls = f.get('lab') as InstanceType<H5['Dataset']>;
+      const [shape, classes] = [cls.shape as number[], cls.value as Int32Array];
+      f.close();
+      const expected = Array.from(mapMaskClasses(mask, classes, new ConvertTally(3)));
+      const mapInWorker = async (workerData: Record<string, unknown>): Promise<{ type: string; labels?: Int16Array; error?: { message: string } }> => {
+        const worker = new Worker(pathToFileURL(path.join(tmp, 'dist', 'cli-bundle', 'ops', 'convertWorker.js')), { workerData });
+        try {
+          const shared = new Int32Array(new SharedArrayBuffer(8));
+          worker.postMessage({ type: 'start', plan: { mode: 'mask-classes', nLab: 3, shift: false }, refs: { mask: { file, key: 'mask' }, classes: { file, key: 'lab' } }, pieces: [{ starts: [0, 0, 0], ends: shape }], shared: shared.buffer });
+          const got = await Promise.race([once(worker, 'message'), once(worker, 'error').then(([e]) => [{ type: 'crash', error: e as Error }])]);
+          return got[0] as { type: string; labels?: Int16Array; error?: { message: string } };
+        } finally {
+          await worker.terminate();
+        }
+      };
+      // without the module the copy cannot load libhdf5
+      expect((await mapInWorker({})).type).not.toBe('piece');
+      // with this thread's compiled module (as hdf5WorkerData hands it over) it maps like the library
+      const { hdf5WorkerData, HDF5_MODULE_KEY } = await import('../src/io/hdf5.js');
+      const key = Symbol.for(HDF5_MODULE_KEY);
+      const g = globalThis as Record<symbol, unknown>;
+      const before = g[key];
+      g[key] = WebAssembly.compile(fs.readFileSync(path.join(VENDOR, 'hdf5_util.wasm')));
+      try {
+        const data = await hdf5WorkerData();
+        expect(Object.keys(data)).toEqual([HDF5_MODULE_KEY]);
+        const piece = await mapInWorker(data);
+        expect(piece.type).toBe('piece');
+        expect(Array.from(piece.labels!)).toEqual(expected);
+      } finally {
+        g[key] = before;
+      }
+      // no module (library use, or a failed compile left null): nothing to hand over
+      g[key] = Promise.resolve(null);
+      try {
+        expect(await hdf5WorkerData()).toEqual({});
+      } finally {
+        g[key] = before;
+      }
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
     }
   });
 });

@@ -649,7 +649,7 @@ describe('reader worker', () => {
     const { ReaderWorker } = await import('../src/ops/convertMapping.js');
     const broken = out('broken-worker.mjs');
     fs.writeFileSync(broken, "throw new Error('cannot load the mapping modules');\n");
-    const reader = new ReaderWorker(new URL(`file://${broken}`));
+    const reader = await ReaderWorker.start(new URL(`file://${broken}`));
     await new Promise((r) => setTimeout(r, 300)); // it fails with no listener waiting
     await expect(reader.next()).rejects.toThrow('cannot load the mapping modules');
     expect(() => reader.assertAlive()).toThrow('cannot load the mapping modules');

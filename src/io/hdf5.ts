@@ -24,6 +24,26 @@ export interface DatasetListing {
   typeName: string;
 }
 
+/**
+ * The compiled libhdf5 (WebAssembly.Module) of this thread, under this key: a global symbol on the main thread
+ * (bin/lazylabel.js starts compiling it while the bundled CLI loads) and a workerData entry in worker threads.
+ * The vendored h5wasm of the bundled CLI (scripts/build-cli.js) instantiates it instead of compiling its own.
+ */
+export const HDF5_MODULE_KEY = 'lazylabel.hdf5WasmModule';
+
+/**
+ * workerData for a worker thread that opens HDF5 files: this thread's compiled libhdf5, when there is one (the
+ * bundled CLI). V8 shares compiled code between threads, so the worker neither compiles the 3.5 MB module nor the
+ * functions this thread already ran. Empty elsewhere (library use: h5wasm compiles as usual).
+ */
+export async function hdf5WorkerData(): Promise<Record<string, unknown>> {
+  const pending = (globalThis as Record<symbol, unknown>)[Symbol.for(HDF5_MODULE_KEY)] as Promise<unknown> | undefined;
+  const compiled = pending ? await Promise.resolve(pending).catch(() => null) : null;
+  // (WebAssembly is typed only as a namespace here, so its Module class is looked up on globalThis)
+  const wasmModule = (globalThis as unknown as { WebAssembly: { Module: abstract new (bytes: never) => object } }).WebAssembly.Module;
+  return compiled instanceof wasmModule ? { [HDF5_MODULE_KEY]: compiled } : {};
+}
+
 let ready: Promise<unknown> | null = null;
 /** h5wasm must finish loading its wasm module once per process before any file is opened. */
 export async function initHdf5(): Promise<void> {

@@ -476,7 +476,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
   // inputs are big enough on disk to make its use likely, start it now, so that this overlaps opening the
   // inputs here; it is stopped if the volume turns out too small for it.
   const mayUseWorker = plan.mode !== 'all-ignore' && (o.readerWorker ?? os.availableParallelism() > 1);
-  let reader: ReaderWorker | null = mayUseWorker && (o.readerWorker === true || inputBytesOnDisk(o) >= EARLY_READER_MIN_BYTES) ? new ReaderWorker() : null;
+  let reader: ReaderWorker | null = mayUseWorker && (o.readerWorker === true || inputBytesOnDisk(o) >= EARLY_READER_MIN_BYTES) ? await ReaderWorker.start() : null;
   const sources = new Map<string, VolumeReader>();
   let written: { shape: number[]; chunks: number[]; slabCount: number; tally: ConvertTallyResult; info: ConvertInfo; attrsCopied: string[]; inputs: ConvertInputReport[]; partShape: number[]; shardInfo?: ShardInfo };
   try {
@@ -506,7 +506,7 @@ export async function convert(o: ConvertOptions): Promise<ConvertReport> {
       await reader.stop();
       reader = null;
     }
-    if (useWorker) reader ??= new ReaderWorker();
+    if (useWorker) reader ??= await ReaderWorker.start();
     const pieceBytes = bytesPerVoxel + (useWorker ? 2 : 0);
     const readInputs = (['mask', 'classes', 'like'] as const).map((r) => inputs.get(r)).filter((i): i is OpenInput => i !== undefined && i.role !== 'like');
     const layout = outputLayout(shape, readInputs.map((i) => (i.meta.shape.length === shape.length ? i.vol.chunks ?? null : null)), pieceBytes, slabMB, outFormat);

@@ -5,6 +5,7 @@ import { revivedError, type PostedError } from '../errors.js';
 import { ConvertTally, mapAllIgnore, mapMarkerValue, mapMaskClasses, mapMaskFill, type ConvertMode, type ConvertTallyResult } from '../core/convert.js';
 import type { NumericArray } from '../io/dtype.js';
 import type { VolumeReader } from '../io/volume.js';
+import { hdf5WorkerData } from '../io/hdf5.js';
 import { openLabelVolume } from './scan.js';
 
 /** What the mapping needs to know of the plan (plain data: it is posted to the worker). */
@@ -74,9 +75,13 @@ export class ReaderWorker {
   private failure: unknown = null;
   private finished = false;
 
-  /** `url`: the compiled worker module (tests pass others). */
-  constructor(url: URL = workerUrl('ops/convertWorker.js')) {
-    this.worker = new Worker(url);
+  /** Starts the worker, handing it this thread's compiled libhdf5 when there is one. `url`: the worker module (tests pass others). */
+  static async start(url: URL = workerUrl('ops/convertWorker.js')): Promise<ReaderWorker> {
+    return new ReaderWorker(url, await hdf5WorkerData());
+  }
+
+  private constructor(url: URL, workerData: unknown) {
+    this.worker = new Worker(url, { workerData });
     this.worker.on('message', (m: FromWorker) => {
       this.queue.push(m);
       this.wake?.();
@@ -131,8 +136,9 @@ export class ReaderWorker {
  * when it finishes; its errors are rethrown here as the same LazyLabelError; closing early stops it.
  * `reader`: a worker started earlier (default: one started now); it is stopped at the end either way.
  */
-export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<{ file: string; key: string }>, inputs: MappingInputs<VolumeReader> | null, pieces: Piece[], tally: ConvertTally, reader: ReaderWorker = new ReaderWorker()): AsyncGenerator<Int16Array> {
+export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<{ file: string; key: string }>, inputs: MappingInputs<VolumeReader> | null, pieces: Piece[], tally: ConvertTally, started?: ReaderWorker): AsyncGenerator<Int16Array> {
   const shared = new Int32Array(new SharedArrayBuffer(8));
+  const reader = started ?? (await ReaderWorker.start());
   try {
     reader.post({ type: 'start', plan, refs, pieces, shared: shared.buffer as SharedArrayBuffer });
     for (let i = 0; i < pieces.length; i++) {

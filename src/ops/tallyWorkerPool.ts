@@ -1,5 +1,6 @@
 /** Count an HDF5 label volume with this thread and one worker thread (its own HDF5 instance) claiming whole-chunk boxes from a shared counter. */
 import { Worker } from 'node:worker_threads';
+import { hdf5WorkerData } from '../io/hdf5.js';
 import { workerUrl } from '../packageRoot.js';
 import { revivedError, type PostedError } from '../errors.js';
 import { LabelTally, type LabelTallyResult } from '../core/labelTally.js';
@@ -24,7 +25,7 @@ export const WORKER_VOXELS = 1;
 export async function tallyBoxesWithWorker(vol: VolumeReader, nLab: number, boxes: Box[], isFloat: boolean, onProgress: ProgressFn): Promise<LabelTallyResult> {
   const shared = new BigInt64Array(new SharedArrayBuffer(16));
   const total = vol.shape.reduce((a, b) => a * b, 1);
-  const worker = new Worker(workerUrl('ops/tallyWorker.js'));
+  const worker = new Worker(workerUrl('ops/tallyWorker.js'), { workerData: await hdf5WorkerData() });
   const finished = new Promise<FromTallyWorker>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
