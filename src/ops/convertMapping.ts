@@ -73,7 +73,8 @@ export class ReaderWorker {
   private readonly queue: FromWorker[] = [];
   private wake: (() => void) | null = null;
   private failure: unknown = null;
-  private finished = false;
+  /** Set by stop(): an exit after it is no failure. */
+  private stopped: Promise<unknown> | null = null;
 
   /** Starts the worker, handing it this thread's compiled libhdf5 when there is one. `url`: the worker module (tests pass others). */
   static async start(url: URL = workerUrl('ops/convertWorker.js')): Promise<ReaderWorker> {
@@ -91,7 +92,7 @@ export class ReaderWorker {
       this.wake?.();
     });
     this.worker.on('exit', (code) => {
-      if (code !== 0 && !this.finished) this.failure ??= new Error(`convert's reader worker exited with code ${code}`);
+      if (code !== 0 && !this.stopped) this.failure ??= new Error(`convert's reader worker exited with code ${code}`);
       this.wake?.();
     });
   }
@@ -117,11 +118,8 @@ export class ReaderWorker {
     return m;
   }
 
-  private stopped: Promise<unknown> | null = null;
-
   /** Stops the worker (also one still starting, or one that was never used); safe to call more than once. */
   async stop(): Promise<void> {
-    this.finished = true;
     this.stopped ??= this.worker.terminate();
     await this.stopped;
   }
