@@ -140,6 +140,17 @@ describe('bundled CLI (dist/cli-bundle)', () => {
   });
 });
 
+/** The h5py-written mask + classes fixture, read by the stock h5wasm, and its labels as the library maps them. */
+function maskClassesCase(): { file: string; shape: number[]; expected: Int16Array } {
+  const file = fixture('convert', 'mask_classes_3d.h5');
+  const f = new stock.File(file, 'r');
+  const mask = (f.get('mask') as InstanceType<H5['Dataset']>).value as Uint8Array;
+  const cls = f.get('lab') as InstanceType<H5['Dataset']>;
+  const [shape, classes] = [cls.shape as number[], cls.value as Int32Array];
+  f.close();
+  return { file, shape, expected: mapMaskClasses(mask, classes, new ConvertTally(3)) };
+}
+
 describe('bundled worker entries', () => {
   it('the tally worker counts an h5py-written volume as the library does', async () => {
     const file = fixture('check', 'dense3d_int16_chunked.h5');
@@ -164,13 +175,7 @@ describe('bundled worker entries', () => {
   });
 
   it('the convert worker maps mask + classes as the library does', async () => {
-    const file = fixture('convert', 'mask_classes_3d.h5');
-    const f = new stock.File(file, 'r');
-    const mask = (f.get('mask') as InstanceType<H5['Dataset']>).value as Uint8Array;
-    const cls = f.get('lab') as InstanceType<H5['Dataset']>;
-    const [shape, classes] = [cls.shape as number[], cls.value as Int32Array];
-    f.close();
-    const expected = mapMaskClasses(mask, classes, new ConvertTally(3));
+    const { file, shape, expected } = maskClassesCase();
     const worker = new Worker(pathToFileURL(path.join(BUNDLE, 'ops', 'convertWorker.js')));
     try {
       const shared = new Int32Array(new SharedArrayBuffer(8));
@@ -194,13 +199,8 @@ describe('compiled libhdf5 shared with worker threads', () => {
       fs.cpSync(BUNDLE, path.join(tmp, 'dist', 'cli-bundle'), { recursive: true });
       fs.cpSync(VENDOR, path.join(tmp, 'dist', 'vendor', 'h5wasm'), { recursive: true });
       fs.rmSync(path.join(tmp, 'dist', 'vendor', 'h5wasm', 'hdf5_util.wasm'));
-      const file = fixture('convert', 'mask_classes_3d.h5');
-      const f = new stock.File(file, 'r');
-      const mask = (f.get('mask') as InstanceType<H5['Dataset']>).value as Uint8Array;
-      const cls = f.get('lab') as InstanceType<H5['Dataset']>;
-      const [shape, classes] = [cls.shape as number[], cls.value as Int32Array];
-      f.close();
-      const expected = Array.from(mapMaskClasses(mask, classes, new ConvertTally(3)));
+      const { file, shape, expected: labels } = maskClassesCase();
+      const expected = Array.from(labels);
       const mapInWorker = async (workerData: Record<string, unknown>): Promise<{ type: string; labels?: Int16Array; error?: { message: string } }> => {
         const worker = new Worker(pathToFileURL(path.join(tmp, 'dist', 'cli-bundle', 'ops', 'convertWorker.js')), { workerData });
         try {
