@@ -132,7 +132,7 @@ export class ReaderWorker {
  * worker has not claimed it (so the worker's ~0.3 s start-up costs nothing), the worker claims ahead while
  * fewer than IN_FLIGHT pieces are unwritten (bounded memory). The worker's counts are added to `tally`
  * when it finishes; its errors are rethrown here as the same LazyLabelError; closing early stops it.
- * `reader`: a worker started earlier (default: one started now); it is stopped at the end either way.
+ * `started`: a worker started earlier (default: one started now); it is stopped at the end either way.
  */
 export async function* mapPiecesInWorker(plan: MappingPlan, refs: MappingInputs<{ file: string; key: string }>, inputs: MappingInputs<VolumeReader> | null, pieces: Piece[], tally: ConvertTally, started?: ReaderWorker): AsyncGenerator<Int16Array> {
   const shared = new Int32Array(new SharedArrayBuffer(8));
