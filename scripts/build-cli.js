@@ -20,24 +20,32 @@ const vendorDir = path.join(dist, 'vendor', 'h5wasm');
 const bundleDir = path.join(dist, 'cli-bundle');
 
 /**
- * Emscripten's `instantiateWasm` hook, used when bin/lazylabel.js left a promise of the compiled HDF5 module under
- * this global symbol: V8 then compiles it on background threads while the CLI's own modules load (~15 ms less per
- * start). The promise resolves to null when that failed; the hook then compiles hdf5_util.wasm itself. Without the
- * promise (library use) h5wasm compiles as usual. A worker thread gets the main thread's compiled module in its
- * workerData (src/io/hdf5.ts `hdf5WorkerData`, same key as a string): PREFETCH_FROM_WORKER_DATA puts it under the
- * symbol, so the worker shares the code the main thread compiled.
+ * Emscripten's `instantiateWasm` hook of the vendored h5wasm. When bin/lazylabel.js left a promise of the compiled
+ * HDF5 module under this global symbol, V8 compiled it on background threads while the CLI's own modules loaded
+ * (~15 ms less per start); the promise resolves to null when that failed, and the hook then compiles
+ * hdf5_util.wasm itself (as it does without the promise). A worker thread gets the main thread's compiled module in
+ * its workerData (src/io/hdf5.ts `hdf5WorkerData`, same key as a string): PREFETCH_FROM_WORKER_DATA puts it under
+ * the symbol, so the worker shares the code the main thread compiled. The hook also leaves libhdf5's
+ * WebAssembly.Memory under MEMORY_KEY (h5wasm exposes only its views), so that the counting kernels can count boxes
+ * where libhdf5 read them (src/io/hdf5.ts, src/core/countKernel.ts `countInPlaceOn`).
  */
 const PREFETCH_KEY = "Symbol.for('lazylabel.hdf5WasmModule')";
+const MEMORY_KEY = "Symbol.for('lazylabel.hdf5Memory')";
 const PREFETCH_FROM_WORKER_DATA =
   "import { workerData as __lazylabelWorkerData } from 'node:worker_threads';\n" +
+  "import { readFileSync as __lazylabelReadFileSync } from 'node:fs';\n" +
   `if (!globalThis[${PREFETCH_KEY}] && __lazylabelWorkerData && __lazylabelWorkerData['lazylabel.hdf5WasmModule'] instanceof WebAssembly.Module) ` +
   `globalThis[${PREFETCH_KEY}] = Promise.resolve(__lazylabelWorkerData['lazylabel.hdf5WasmModule']);\n`;
-const PREFETCH_HOOK =
-  `(globalThis[${PREFETCH_KEY}] ? { instantiateWasm(imports, receive) { ` +
-  `globalThis[${PREFETCH_KEY}]` +
-  ".then((module) => module ?? import('node:fs').then((fs) => WebAssembly.compile(fs.readFileSync(new URL('./hdf5_util.wasm', import.meta.url)))))" +
-  '.then((module) => WebAssembly.instantiate(module, imports).then((instance) => receive(instance, module))); ' +
-  'return {}; } } : {})';
+// Without a prefetched module the file is read synchronously, as Emscripten itself does: a missing file then
+// rejects h5wasm's `ready` (Emscripten catches only synchronous throws of this hook).
+const READ_AND_COMPILE = "WebAssembly.compile(__lazylabelReadFileSync(new URL('./hdf5_util.wasm', import.meta.url)))";
+const INSTANTIATE_HOOK =
+  '{ instantiateWasm(imports, receive) { ' +
+  `const pending = globalThis[${PREFETCH_KEY}]; ` +
+  `(pending ? Promise.resolve(pending).then((module) => module ?? ${READ_AND_COMPILE}) : ${READ_AND_COMPILE})` +
+  '.then((module) => WebAssembly.instantiate(module, imports).then((instance) => { ' +
+  `globalThis[${MEMORY_KEY}] = instance.exports.memory; receive(instance, module); })); ` +
+  'return {}; } }';
 
 /** Returns true when the vendored copy was written; false (with a warning) when this h5wasm has another layout. */
 function vendorH5wasm() {
@@ -74,7 +82,7 @@ function vendorH5wasm() {
     fs.rmSync(vendorDir, { recursive: true, force: true });
     return false;
   }
-  fs.writeFileSync(path.join(vendorDir, 'hdf5_hl.js'), PREFETCH_FROM_WORKER_DATA + hlSrc.replace(factoryCall, `ModuleFactory({ noInitialRun: true, ...${PREFETCH_HOOK} })`));
+  fs.writeFileSync(path.join(vendorDir, 'hdf5_hl.js'), PREFETCH_FROM_WORKER_DATA + hlSrc.replace(factoryCall, `ModuleFactory({ noInitialRun: true, ...${INSTANTIATE_HOOK} })`));
   const version = JSON.parse(fs.readFileSync(path.join(pkgDir, 'package.json'), 'utf8')).version;
   fs.writeFileSync(
     path.join(vendorDir, 'README.md'),

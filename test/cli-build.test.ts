@@ -72,28 +72,32 @@ describe('vendored h5wasm (dist/vendor/h5wasm)', () => {
 
 describe('HDF5 WebAssembly compiled ahead (bin/lazylabel.js)', () => {
   /** Imports the vendored h5wasm in a fresh process (the hook is read on first import) with `promise` under the symbol. */
-  function readWithPrefetch(promise: string): { used: number; n: number; sum: number } {
+  function readWithPrefetch(promise: string): { used: number; n: number; sum: number; memory: boolean } {
     const script = `
       const key = Symbol.for('lazylabel.hdf5WasmModule');
       let used = 0;
       const compiled = ${promise};
       globalThis[key] = { then: (ok, bad) => (used++, compiled.then(ok, bad)) };
-      const h5 = (await import(${JSON.stringify(pathToFileURL(path.join(VENDOR, 'hdf5_hl.js')).href)})).default;
+      const ns = await import(${JSON.stringify(pathToFileURL(path.join(VENDOR, 'hdf5_hl.js')).href)});
+      const h5 = ns.default;
       await h5.ready;
       const f = new h5.File(${JSON.stringify(fixture('check', 'dense3d_int16_chunked.h5'))}, 'r');
       const v = f.get('lab').value;
-      console.log(JSON.stringify({ used, n: v.length, sum: v.reduce((a, b) => a + b, 0) }));
+      // the hook also leaves libhdf5's WebAssembly.Memory for the counting kernels (src/io/hdf5.ts hostCountKernel)
+      const memory = globalThis[Symbol.for('lazylabel.hdf5Memory')];
+      const isHeap = memory instanceof WebAssembly.Memory && memory.buffer === ns.Module.HEAPU8.buffer;
+      console.log(JSON.stringify({ used, n: v.length, sum: v.reduce((a, b) => a + b, 0), memory: isHeap }));
       f.close();`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8' });
     expect(r.stderr).toBe('');
-    return JSON.parse(r.stdout) as { used: number; n: number; sum: number };
+    return JSON.parse(r.stdout) as { used: number; n: number; sum: number; memory: boolean };
   }
 
   it('the vendored h5wasm instantiates the module left under the global symbol (or compiles its own when that is null), and reads with it', () => {
     const f = new stock.File(fixture('check', 'dense3d_int16_chunked.h5'), 'r');
     const ref = (f.get('lab') as InstanceType<H5['Dataset']>).value as Int16Array;
     f.close();
-    const want = { used: 1, n: ref.length, sum: ref.reduce((a, b) => a + b, 0) };
+    const want = { used: 1, n: ref.length, sum: ref.reduce((a, b) => a + b, 0), memory: true };
     const wasm = JSON.stringify(path.join(VENDOR, 'hdf5_util.wasm'));
     expect(readWithPrefetch(`(async () => WebAssembly.compile((await import('node:fs')).readFileSync(${wasm})))()`)).toEqual(want);
     // bin/lazylabel.js leaves null when its read or compile failed

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LabelTally } from '../src/core/labelTally.js';
-import { countSmallRange, KERNEL_SPAN } from '../src/core/countKernel.js';
+import { countInPlaceOn, countSmallRange, KERNEL_SCRATCH_BYTES, KERNEL_SPAN } from '../src/core/countKernel.js';
 
 function naive(values: ArrayLike<number>, nLab: number): { counts: number[]; ignored: number; out: Map<number, number> } {
   const counts = Array<number>(nLab).fill(0);
@@ -90,6 +90,40 @@ describe('LabelTally', () => {
       expect(countSmallRange(values, lo, counts)).toBe(values.length);
       expect([...counts]).toEqual(Array.from({ length: KERNEL_SPAN }, (_, j) => (lo + j <= 32767 ? 1 : 0)));
     }
+  });
+
+  it('counts arrays on a foreign wasm heap where they are, writing only its scratch bytes, also after the heap grows', () => {
+    // a stand-in for libhdf5's heap (src/io/hdf5.ts hosts the kernels on that one)
+    const memory = new WebAssembly.Memory({ initial: 2 });
+    const scratch = 1024;
+    expect(countInPlaceOn(memory, scratch)).toBe(true);
+    expect(countInPlaceOn(memory, scratch)).toBe(true); // once per memory
+    const fillAndCount = (offset: number, n: number): void => {
+      const heap = new Uint8Array(memory.buffer);
+      for (let i = 0; i < heap.length; i++) heap[i] = (i * 7 + 3) & 0xff; // noise everywhere else
+      const values = new Int16Array(memory.buffer, offset, n);
+      for (let i = 0; i < n; i++) values[i] = ((i * 2654435761) >>> 7) % 6 - 1; // -1..4
+      const before = heap.slice();
+      const counts = new Float64Array(KERNEL_SPAN);
+      const counted = countSmallRange(values, -1, counts);
+      expect(counted).toBe(n - (n % 8));
+      const want = naive(values.subarray(0, counted), 7);
+      expect([...counts]).toEqual([want.ignored, ...want.counts]);
+      // counted there: the lane counters are in the scratch bytes
+      const lanes = new Uint32Array(memory.buffer, scratch, KERNEL_SPAN * 4);
+      expect(Array.from({ length: KERNEL_SPAN }, (_, j) => lanes[4 * j]! + lanes[4 * j + 1]! + lanes[4 * j + 2]! + lanes[4 * j + 3]!)).toEqual([...counts]);
+      // nothing outside the scratch bytes changed, the values included
+      const after = new Uint8Array(memory.buffer);
+      for (let i = 0; i < after.length; i++) if (i < scratch || i >= scratch + KERNEL_SCRATCH_BYTES) expect(after[i]).toBe(before[i]);
+    };
+    fillAndCount(4096 + 2, 20_003); // not 16-byte aligned, odd length
+    memory.grow(3); // the heap's ArrayBuffer is replaced: views of the new one are still counted in place
+    fillAndCount(65536 * 3 + 6, 50_000);
+    // arrays elsewhere are still counted (copied into the kernels' own memory)
+    const plain = new Int16Array(9000).map((_, i) => (i % 3) - 1);
+    const counts = new Float64Array(KERNEL_SPAN);
+    expect(countSmallRange(plain, -1, counts)).toBe(9000);
+    expect([...counts.slice(0, 3)]).toEqual([3000, 3000, 3000]);
   });
 
 });

@@ -6,6 +6,7 @@ import type { Dataset as H5Dataset, File as H5FileHandle, Group as H5Group, Meta
 import { isLazyLabelError, LazyLabelError } from '../errors.js';
 import { allowExternalFromEnv, canonicalPath, confined, isInside, resolveExternal, type AccessPolicy } from './guard.js';
 import { describeH5Type, dtypeFromH5, H5_TYPE_STRING, type DType, type DTypeName, type NumericArray } from './dtype.js';
+import { countInPlaceOn, KERNEL_SCRATCH_BYTES, type WasmMemory } from '../core/countKernel.js';
 
 export interface DatasetInfo {
   file: string;
@@ -42,6 +43,26 @@ export async function hdf5WorkerData(): Promise<Record<string, unknown>> {
   // (WebAssembly is typed only as a namespace here, so its Module class is looked up on globalThis)
   const wasmModule = (globalThis as unknown as { WebAssembly: { Module: abstract new (bytes: never) => object } }).WebAssembly.Module;
   return compiled instanceof wasmModule ? { [HDF5_MODULE_KEY]: compiled } : {};
+}
+
+/**
+ * libhdf5's WebAssembly.Memory, which the bundled CLI's vendored h5wasm leaves under this global symbol
+ * (scripts/build-cli.js; the stock h5wasm exposes only views of it).
+ */
+const HDF5_MEMORY_KEY = Symbol.for('lazylabel.hdf5Memory');
+let kernelHosted = false;
+
+/**
+ * Let the counting kernels count `readBoxView` boxes where libhdf5 read them, on its heap, instead of copying each
+ * box into their own memory. Only where the memory is known (the bundled CLI); otherwise boxes are copied as before.
+ */
+function hostCountKernel(): void {
+  if (kernelHosted) return;
+  kernelHosted = true;
+  const memory = (globalThis as Record<symbol, unknown>)[HDF5_MEMORY_KEY] as WasmMemory | undefined;
+  if (!memory || memory.buffer !== h5Module.HEAPU8.buffer) return;
+  const scratch = h5Module._malloc(KERNEL_SCRATCH_BYTES);
+  if (scratch && !countInPlaceOn(memory, scratch)) h5Module._free(scratch);
 }
 
 let ready: Promise<unknown> | null = null;
@@ -576,6 +597,7 @@ export class H5Source {
     const n = counts.reduce((a, b) => a * b, 1);
     const bytes = n * View.BYTES_PER_ELEMENT;
     const M = h5Module;
+    hostCountKernel();
     if (this.scratch.bytes < bytes) {
       if (this.scratch.ptr) M._free(this.scratch.ptr);
       this.scratch = { ptr: 0, bytes: 0 };

@@ -2,11 +2,14 @@
 ;; mask + classes mapping, counted on the way.
 ;; Build: `npm run build:kernels` (wabt) turns this file into countWasm.ts; see countKernel.ts for the caller.
 ;;
+;; The memory is imported: the caller gives each instance either a memory of its own (values are copied in) or
+;; the wasm heap the values already live in (libhdf5's), where they are counted in place.
+;;
 ;; Every function takes (p, n, lo, out): n values at byte address p, n a multiple of 16 / step, and adds the
 ;; count of value lo+j to the four u32 lanes at out + 16*j (j = 0..7; the caller sums the lanes). Values are
 ;; compared as 16-bit integers after subtracting lo (wrapping), which is exact for every int16 value.
 (module
-  (memory (export "memory") 1)
+  (import "env" "memory" (memory 1))
   ;; int16 (and uint16 with lo >= 0 and every class id < 32768): 8 values per load
   (func (export "count_i16") (param $p i32) (param $n i32) (param $lo i32) (param $out i32)
     (local $end i32) (local $blockEnd i32) (local $x v128) (local $v v128) (local $s v128)
