@@ -34,10 +34,11 @@ const HELP = `usage: node bench/run.js [options]      (npm run bench -- [options
   --build            compile src/ (npx tsc) into the bench's private copy of the CLI instead of copying dist/
   --build-head       compile the committed code (git archive HEAD) into the private copy: reproducible numbers
   --seed N           data seed (default 42)
+  --keep-env         keep NODE_EXTRA_CA_CERTS for the timed runs (by default it is removed: see bench/README.md)
 `;
 
 function parseArgs(argv) {
-  const o = { quick: false, repeat: null, warmup: 1, only: ['check', 'convert', 'prios'], data: null, big: false, bigOnly: false, bigShape: [2048, 1536, 704], ref: true, label: 'local', save: true, build: false, buildHead: false, seed: 42 };
+  const o = { quick: false, repeat: null, warmup: 1, only: ['check', 'convert', 'prios'], data: null, big: false, bigOnly: false, bigShape: [2048, 1536, 704], ref: true, label: 'local', save: true, build: false, buildHead: false, seed: 42, keepEnv: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -58,6 +59,7 @@ function parseArgs(argv) {
     else if (a === '--build') o.build = true;
     else if (a === '--build-head') o.buildHead = true;
     else if (a === '--seed') o.seed = Number(next());
+    else if (a === '--keep-env') o.keepEnv = true;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(HELP);
       process.exit(0);
@@ -547,7 +549,34 @@ async function main() {
   }
 }
 
+/**
+ * NODE_EXTRA_CA_CERTS (a CA bundle for a TLS-intercepting proxy, set machine-wide on some VMs, this bench's
+ * included) makes every Node process parse that bundle before any JavaScript runs: ~40 ms per start on the bench
+ * VM, for a tool that opens no network connection, and nothing on Python's side. By default the timed runs of both
+ * tools go without it (the results record that, and what a bare `node -e 0` costs with and without it).
+ */
+function nodeCaCertsSetting(o) {
+  const file = process.env.NODE_EXTRA_CA_CERTS;
+  if (!file) return { set: false };
+  const startSeconds = (env) => {
+    const times = [];
+    for (let i = 0; i < 11; i++) {
+      const t0 = process.hrtime.bigint();
+      spawnSync(process.execPath, ['-e', '0'], { env, stdio: 'ignore' });
+      if (i) times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    return times.sort((a, b) => a - b)[times.length >> 1];
+  };
+  const without = { ...process.env };
+  delete without.NODE_EXTRA_CA_CERTS;
+  const nodeStartSeconds = { with: startSeconds(process.env), without: startSeconds(without) };
+  if (!o.keepEnv) delete process.env.NODE_EXTRA_CA_CERTS;
+  log(`note: NODE_EXTRA_CA_CERTS is set (node -e 0: ${nodeStartSeconds.with.toFixed(3)} s with it, ${nodeStartSeconds.without.toFixed(3)} s without); ${o.keepEnv ? 'kept for the timed runs (--keep-env)' : 'removed for the timed runs of both tools (--keep-env keeps it)'}`);
+  return { set: true, keptForTimedRuns: o.keepEnv, nodeStartSeconds };
+}
+
 async function bench(o) {
+  const nodeExtraCaCerts = nodeCaCertsSetting(o);
   const py = o.ref ? pythonFacts() : null;
   if (o.ref && !py) {
     log(`note: ${PYTHON} cannot import h5py and numpy (Debian: apt-get install python3-h5py python3-numpy); running without the reference`);
@@ -608,6 +637,7 @@ async function bench(o) {
       options: { quick: o.quick, repeat: o.repeat, warmup: o.warmup, only: o.only, seed: o.seed, reference: o.ref, big: o.big, bigOnly: o.bigOnly },
       volume: o.bigOnly ? null : { shape, dtype: 'int16', nLab: N_LAB, labelBytes: shape[0] * shape[1] * shape[2] * 2 },
       loadAverage: { before: loadBefore, after: os.loadavg() },
+      nodeExtraCaCerts,
       generation: sets.map((s) => ({ layout: s.layout, ...s.gen })),
       rows,
       ...(big ? { big } : {}),

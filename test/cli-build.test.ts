@@ -58,6 +58,53 @@ describe('vendored h5wasm (dist/vendor/h5wasm)', () => {
     expect(fs.existsSync(path.join(VENDOR, 'LICENSE.txt'))).toBe(true);
   });
 
+  it('names the functions commands run in a compilationHints section, profiled on exactly the installed h5wasm', async () => {
+    const { sha256, withoutCompilationHints } = await import('../scripts/hdf5-hints.js');
+    const list = JSON.parse(fs.readFileSync(path.join(ROOT, 'scripts', 'hdf5-hot-functions.json'), 'utf8')) as { wasmSha256: string; functions: number[] };
+    const wasm = fs.readFileSync(path.join(VENDOR, 'hdf5_util.wasm'));
+    expect(sha256(withoutCompilationHints(wasm)), 'another h5wasm: run node scripts/hdf5-hints.js --profile').toBe(list.wasmSha256);
+    const module = new WebAssembly.Module(wasm);
+    const [section] = WebAssembly.Module.customSections(module, 'compilationHints');
+    const hints = new Uint8Array(section!);
+    // a LEB128 count of declared functions, then one byte each: eager + Liftoff (0x06) or lazy + Liftoff (0x05)
+    let count = 0;
+    let at = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = hints[at++]!;
+      count |= (b & 0x7f) << shift;
+      if (!(b & 0x80)) break;
+    }
+    const imported = WebAssembly.Module.imports(module).filter((i) => i.kind === 'function').length;
+    expect(hints.length - at).toBe(count);
+    const eager = new Set(list.functions);
+    expect(list.functions.length).toBeGreaterThan(500);
+    for (let i = 0; i < count; i++) expect(hints[at + i]).toBe(eager.has(imported + i) ? 0x06 : 0x05);
+    // V8 with the flag bin/lazylabel.js sets accepts the section (a malformed one fails compilation there)
+    const script = `const m = await WebAssembly.compile((await import('node:fs')).readFileSync(${JSON.stringify(path.join(VENDOR, 'hdf5_util.wasm'))})); console.log(WebAssembly.Module.exports(m).length > 0);`;
+    const r = spawnSync(process.execPath, ['--experimental-wasm-compilation-hints', '--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('true');
+  });
+
+  it('compilation hints change when functions compile, not what they do', async () => {
+    const { addCompilationHints, withoutCompilationHints } = await import('../scripts/hdf5-hints.js');
+    const wabt = await (await import('wabt')).default();
+    const wat = '(module (import "env" "f" (func $f (result i32))) (func (export "a") (result i32) (i32.add (call $f) (i32.const 1))) (func (export "b") (result i32) (i32.const 2)))';
+    const mod = wabt.parseWat('t.wat', wat);
+    const plain = Buffer.from(mod.toBinary({}).buffer);
+    mod.destroy();
+    const hinted = addCompilationHints(plain, [2]); // function 2 = "b" (index 0 is the import)
+    expect(WebAssembly.validate(hinted)).toBe(true);
+    expect(Buffer.compare(withoutCompilationHints(hinted), plain)).toBe(0);
+    expect(() => addCompilationHints(hinted, [1])).toThrow(/already/);
+    const script = `const { instance } = await WebAssembly.instantiate(Buffer.from(${JSON.stringify(hinted.toString('base64'))}, 'base64'), { env: { f: () => 40 } }); console.log(instance.exports.a(), instance.exports.b());`;
+    for (const flags of [['--experimental-wasm-compilation-hints'], []]) {
+      const r = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8' });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe('41 2');
+    }
+  });
+
   it('reads h5py-written files (chunked, gzip, groups, every integer dtype) exactly like the stock h5wasm', async () => {
     const vendored = (await import(pathToFileURL(path.join(VENDOR, 'hdf5_hl.js')).href)).default as H5;
     await Promise.all([vendored.ready, stock.ready]);
