@@ -156,6 +156,37 @@ describe('core mappings', () => {
     expect(s.result()).toMatchObject({ classCounts: [1, 1, 1], ignored: 2 });
   });
 
+  it('mappings into a reused buffer overwrite every element (same labels as into a new array)', () => {
+    const mask = Uint8Array.from({ length: 5000 }, (_, i) => (i * 7) % 3);
+    const classes = Uint8Array.from({ length: 5000 }, (_, i) => i % 3); // >= 4096 voxels: the wasm kernel maps them
+    const stale = (): Int16Array => new Int16Array(5000).fill(77);
+    const fresh = (f: (out?: Int16Array) => Int16Array): void => {
+      const out = stale();
+      expect(f(out)).toBe(out);
+      expect(out).toEqual(f());
+    };
+    fresh((out) => mapMaskClasses(mask, classes, new ConvertTally(3), out));
+    fresh((out) => mapMaskClasses(mask, Int16Array.from(classes), new ConvertTally(3), out)); // the loop
+    fresh((out) => mapMaskFill(mask, 2, new ConvertTally(3), out));
+    fresh((out) => mapMarkerValue(classes, 0, true, new ConvertTally(3), out));
+    expect(() => mapMaskFill(mask, 2, new ConvertTally(3), new Int16Array(4999))).toThrow(/4999 labels for 5000 voxels/);
+  });
+
+  it('label buffers are handed out again: whole, or as a shorter view of a larger one', async () => {
+    const { LabelBuffers } = await import('../src/ops/convertMapping.js');
+    const buffers = new LabelBuffers();
+    const a = buffers.take(100);
+    buffers.give(a);
+    expect(buffers.take(100).buffer).toBe(a.buffer);
+    buffers.give(a);
+    const shorter = buffers.take(60);
+    expect(shorter.buffer).toBe(a.buffer);
+    expect(shorter.length).toBe(60);
+    buffers.give(shorter); // the whole buffer goes back
+    expect(buffers.take(100).buffer).toBe(a.buffer);
+    expect(buffers.take(100).buffer).not.toBe(a.buffer); // none left: a new one
+  });
+
   it('info and contradictions: occurring classes, not-present conflicts, empty output', () => {
     const t = new ConvertTally(3);
     mapMaskClasses(Uint8Array.of(1, 1, 0), Uint8Array.of(0, 2, 1), t);
@@ -657,6 +688,44 @@ describe('reader worker', () => {
     await reader.stop(); // twice is fine
   });
 
+  it('mask and classes read as views on a heap the second read grows are both mapped (the first view is made again)', async () => {
+    const { mapPiece, LabelBuffers } = await import('../src/ops/convertMapping.js');
+    const { openVolume } = await import('../src/io/volume.js');
+    const { Module } = await import('h5wasm/node');
+    // 2 x 40 MiB views: larger than any read before in this process, so the second read has to grow the heap
+    const shape = [40, 1024, 1024];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const mask = new Uint8Array(n);
+    const classes = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      mask[i] = (i >> 9) & 1;
+      classes[i] = (i >> 3) % 3;
+    }
+    const file = out('views-grow.h5');
+    const sink = await H5Sink.create(file);
+    try {
+      sink.createDataset('mask', { shape, dtype: 'uint8', chunks: [8, 256, 256], gzip: 1 }).write(mask);
+      sink.createDataset('classes', { shape, dtype: 'uint8', chunks: [8, 256, 256], gzip: 1 }).write(classes);
+    } finally {
+      sink.close();
+    }
+    const inputs = { mask: await openVolume(file, 'mask'), classes: await openVolume(file, 'classes') };
+    try {
+      const heapBefore = Module.HEAPU8.buffer;
+      const tally = new ConvertTally(3);
+      const labels = await mapPiece({ mode: 'mask-classes', nLab: 3, shift: false }, inputs, { starts: [0, 0, 0], ends: shape }, tally, new LabelBuffers());
+      expect(Module.HEAPU8.buffer).not.toBe(heapBefore); // the heap did grow
+      const expected = mapMaskClasses(mask, classes, new ConvertTally(3));
+      const bytes = (a: Int16Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+      expect(labels.length).toBe(n);
+      expect(bytes(labels).equals(bytes(expected))).toBe(true); // (toEqual on 40 M elements runs out of memory)
+      expect(tally.result().ignored).toBe(n / 2);
+    } finally {
+      inputs.mask.close();
+      inputs.classes.close();
+    }
+  });
+
   it('pieces mapped by the worker alone equal pieces mapped here, and its read errors come back as the same user error', async () => {
     const { mapPieces, mapPiecesInWorker } = await import('../src/ops/convertMapping.js');
     const { openVolume } = await import('../src/io/volume.js');
@@ -666,15 +735,28 @@ describe('reader worker', () => {
     const local = new ConvertTally(3);
     const mask = await openVolume(file, 'mask');
     const classes = await openVolume(file, 'classes');
+    // each array is valid until the next is asked for (it is reused): keep copies
     const here: Int16Array[] = [];
-    for await (const p of mapPieces(plan, { mask, classes }, pieces, local)) here.push(p);
+    const yielded: Int16Array[] = [];
+    for await (const p of mapPieces(plan, { mask, classes }, pieces, local)) {
+      here.push(p.slice());
+      yielded.push(p);
+    }
     mask.close();
     classes.close();
+    // pieces of one size: every piece after the first is mapped into the first one's buffer
+    expect(yielded.every((p) => p.buffer === yielded[0]!.buffer)).toBe(true);
     const remote = new ConvertTally(3);
     const there: Int16Array[] = [];
-    for await (const p of mapPiecesInWorker(plan, { mask: { file, key: 'mask' }, classes: { file, key: 'classes' } }, null, pieces, remote)) there.push(p);
+    const fromWorker: Int16Array[] = [];
+    for await (const p of mapPiecesInWorker(plan, { mask: { file, key: 'mask' }, classes: { file, key: 'classes' } }, null, pieces, remote)) {
+      there.push(p.slice());
+      fromWorker.push(p);
+    }
     expect(there).toEqual(here);
     expect(remote.result()).toEqual(local.result());
+    // the worker's arrays went back to it once written (transferred: empty here)
+    expect(fromWorker.map((p) => p.length)).toEqual([0, 0, 0]);
 
     // lzf is a filter this HDF5 build lacks: the worker's read fails with the error the main thread would raise
     const lzf = path.join(ROOT, 'fixtures', 'fuzz', 'hostile', 'lzf.h5');

@@ -114,11 +114,21 @@ function sameLength(a: ArrayLike<number>, b: ArrayLike<number>): void {
   if (a.length !== b.length) throw new Error(`slab lengths differ: ${a.length} vs ${b.length}`);
 }
 
-/** `mask-classes`: labels = classes where mask > 0, else -1. Class values outside the mask are never looked at. */
-export function mapMaskClasses(mask: NumericArray, classes: NumericArray, tally: ConvertTally): Int16Array {
+/** Where a mapping writes its labels: `out` when given (every element is written), else a new array. */
+function labelsFor(n: number, out: Int16Array | undefined): Int16Array {
+  if (!out) return new Int16Array(n);
+  if (out.length !== n) throw new Error(`output of ${out.length} labels for ${n} voxels`);
+  return out;
+}
+
+/**
+ * `mask-classes`: labels = classes where mask > 0, else -1. Class values outside the mask are never looked at.
+ * `out`: where to write the labels (a reused buffer; default a new array).
+ */
+export function mapMaskClasses(mask: NumericArray, classes: NumericArray, tally: ConvertTally, out?: Int16Array): Int16Array {
   sameLength(mask, classes);
   const n = mask.length;
-  const out = new Int16Array(n);
+  out = labelsFor(n, out);
   if (mask instanceof Uint8Array && classes instanceof Uint8Array && mapByKernel(mask, classes, out, tally)) return out;
   let outside = 0;
   for (let i = 0; i < n; i++) {
@@ -164,13 +174,13 @@ function mapByKernel(mask: Uint8Array, classes: Uint8Array, out: Int16Array, tal
 }
 
 /** `mask-fill`: `fillClass` where mask > 0, else -1. */
-export function mapMaskFill(mask: NumericArray, fillClass: number, tally: ConvertTally): Int16Array {
+export function mapMaskFill(mask: NumericArray, fillClass: number, tally: ConvertTally, out?: Int16Array): Int16Array {
   const n = mask.length;
-  const out = new Int16Array(n);
+  out = labelsFor(n, out);
   let inside = 0;
   for (let i = 0; i < n; i++) {
     if (mask[i]! > 0) inside++;
-    else out[i] = IGNORE;
+    out[i] = IGNORE;
   }
   if (inside > 0) {
     const stored = tally.take(fillClass, inside);
@@ -182,19 +192,19 @@ export function mapMaskFill(mask: NumericArray, fillClass: number, tally: Conver
 }
 
 /** `all-ignore`: a slab of -1. */
-export function mapAllIgnore(n: number, tally: ConvertTally): Int16Array {
+export function mapAllIgnore(n: number, tally: ConvertTally, out?: Int16Array): Int16Array {
   tally.addIgnored(n);
   tally.addVoxels(n);
-  return new Int16Array(n).fill(IGNORE);
+  return labelsFor(n, out).fill(IGNORE);
 }
 
 /**
  * `ignore-value` / `unlabeled-value`: voxels equal to `marker` become -1. With `shift`, values above the
  * marker move down by one, so 1..n after an unlabelled 0 become 0..n-1. An existing -1 stays -1.
  */
-export function mapMarkerValue(values: NumericArray, marker: number, shift: boolean, tally: ConvertTally): Int16Array {
+export function mapMarkerValue(values: NumericArray, marker: number, shift: boolean, tally: ConvertTally, out?: Int16Array): Int16Array {
   const n = values.length;
-  const out = new Int16Array(n);
+  out = labelsFor(n, out);
   let marked = 0;
   for (let i = 0; i < n; i++) {
     const v = values[i]!;

@@ -3,7 +3,7 @@ import { parentPort } from 'node:worker_threads';
 import { postableError } from '../errors.js';
 import { ConvertTally } from '../core/convert.js';
 import { initHdf5 } from '../io/hdf5.js';
-import { IN_FLIGHT, mapPiece, NEXT, openMappingInputs, WRITTEN, type FromWorker, type ToWorker } from './convertMapping.js';
+import { IN_FLIGHT, LabelBuffers, mapPiece, NEXT, openMappingInputs, WRITTEN, type FromWorker, type ToWorker } from './convertMapping.js';
 
 const port = parentPort!;
 
@@ -20,6 +20,7 @@ async function run(m: ToWorker): Promise<void> {
   const inputs = await openMappingInputs(m.refs);
   try {
     const tally = new ConvertTally(m.plan.nLab);
+    const buffers = new LabelBuffers(m.returned);
     for (;;) {
       // claim the next piece only while fewer than IN_FLIGHT are unwritten (Atomics.wait blocks this thread, no spinning)
       let written = Atomics.load(shared, WRITTEN);
@@ -29,11 +30,12 @@ async function run(m: ToWorker): Promise<void> {
       }
       const index = Atomics.add(shared, NEXT, 1);
       if (index >= m.pieces.length) break;
-      const labels = await mapPiece(m.plan, inputs, m.pieces[index]!, tally);
+      const labels = await mapPiece(m.plan, inputs, m.pieces[index]!, tally, buffers);
       port.postMessage({ type: 'piece', index, labels } satisfies FromWorker, [labels.buffer as ArrayBuffer]);
     }
     port.postMessage({ type: 'done', tally: tally.result() } satisfies FromWorker);
   } finally {
+    m.returned?.close();
     inputs.mask?.close();
     if (inputs.classes !== inputs.mask) inputs.classes?.close();
   }
