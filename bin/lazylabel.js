@@ -36,8 +36,17 @@ const args = process.argv.slice(2);
 const hdf5Wasm = new URL('../dist/vendor/h5wasm/hdf5_util.wasm', import.meta.url);
 const runsCommand = args.length > 0 && !args[0].startsWith('-') && args[0] !== 'completion' && !args.some((a) => a === '--help' || a === '-h');
 if (runsCommand && entry.includes('/dist/cli-bundle/') && fs.existsSync(hdf5Wasm)) {
-  // null on failure: the vendored h5wasm then compiles the file itself (and reports what goes wrong there)
-  globalThis[Symbol.for('lazylabel.hdf5WasmModule')] = fs.promises.readFile(hdf5Wasm).then((bytes) => WebAssembly.compile(bytes)).catch(() => null);
+  // Read synchronously (~10 ms): fs.promises.readFile reads in 512 KiB steps, each waiting for a turn of this
+  // thread's event loop, which is busy loading modules; the read then finished ~100 ms later and the compile
+  // after it was on every command's critical path. null on failure: the vendored h5wasm then compiles the
+  // file itself (and reports what goes wrong there).
+  let compiled;
+  try {
+    compiled = WebAssembly.compile(fs.readFileSync(hdf5Wasm));
+  } catch {
+    compiled = Promise.resolve(null);
+  }
+  globalThis[Symbol.for('lazylabel.hdf5WasmModule')] = compiled.catch(() => null);
 }
 
 const { main } = await import(entry);
