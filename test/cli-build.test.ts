@@ -191,6 +191,30 @@ describe('bundled CLI (dist/cli-bundle)', () => {
   });
 });
 
+describe('bundled CLI start-up', () => {
+  it('lists no folder outside the package looking for a package.json (yargs would walk up from the working directory)', () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-cwd-'));
+    const cwd = path.join(work, 'data', 'deeper');
+    fs.mkdirSync(cwd, { recursive: true });
+    // record every folder the process lists (the bundle imports readdirSync from 'fs': re-export the wrapper)
+    const log = path.join(work, 'listed.txt');
+    const preload = `import fs from 'node:fs'; import { syncBuiltinESMExports } from 'node:module';
+const seen = []; const orig = fs.readdirSync;
+fs.readdirSync = function (p, ...rest) { seen.push(String(p)); return orig.call(this, p, ...rest); };
+syncBuiltinESMExports();
+process.on('exit', () => fs.writeFileSync(${JSON.stringify(log)}, seen.join('\\n')));`;
+    try {
+      const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(preload)}`, path.join(ROOT, 'bin', 'lazylabel.js'), 'check', fixture('check', 'dense3d_int16_chunked.h5'), '--n-lab', '3', '--json', '--quiet'], { cwd, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const listed = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).map((p) => path.resolve(cwd, p));
+      expect(listed.length).toBeGreaterThan(0); // yargs did look, at the package root
+      for (const dir of listed) expect(dir.startsWith(ROOT), dir).toBe(true);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
+
 /** The h5py-written mask + classes fixture, read by the stock h5wasm, and its labels as the library maps them. */
 function maskClassesCase(): { file: string; shape: number[]; expected: Int16Array } {
   const file = fixture('convert', 'mask_classes_3d.h5');
