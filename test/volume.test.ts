@@ -211,6 +211,18 @@ describe('opening', () => {
     await withVolume(fixture('check', 'nested_groups.h5'), undefined, async (v) => expect(v.key).toBe('volumes/labels/clefts'));
   });
 
+  it('opens a sibling dataset (info next to the labels) through the open HDF5 file; closing it keeps the file open', async () => {
+    const file = fixture('check', 'lazy_all_ignore.h5'); // h5py wrote info = [[1,1,0],[0,0,1]]
+    await withVolume(file, 'lab', async (v) => {
+      const info = v.openSibling!('/info');
+      expect([info.key, info.shape, info.dtype?.kind]).toEqual(['info', [2, 3], 'int']);
+      expect(Array.from(await info.readBox([0, 0], [2, 3]))).toEqual([1, 1, 0, 0, 0, 1]);
+      info.close();
+      expect((await v.readBox([0, 0, 0], [1, 1, 1])).length).toBe(1); // the labels still read
+      expect(() => v.openSibling!('nope')).toThrow(expect.objectContaining({ code: 'dataset-missing', file }));
+    });
+  });
+
   it('takes path:key for zarr and N5 containers', async () => {
     await withVolume(`${at('zarr/v2.zarr')}:volumes/labels`, undefined, async (v) => expect([v.key, v.shape]).toEqual(['volumes/labels', [13, 6]]));
     await withVolume(`${at('n5/spec.n5')}:volumes/raw`, undefined, async (v) => expect([v.format, v.key, v.dtype?.name]).toEqual(['n5', 'volumes/raw', 'uint8']));

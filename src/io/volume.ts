@@ -8,6 +8,7 @@ import path from 'node:path';
 import { LazyLabelError } from '../errors.js';
 import type { DType, NumericArray } from './dtype.js';
 import { parseVolumeRef } from './volumeRef.js';
+import type { H5Source } from './hdf5.js';
 
 export type VolumeFormat = 'hdf5' | 'zarr' | 'n5' | 'tiff' | 'png';
 
@@ -33,6 +34,12 @@ export interface VolumeReader {
    * read; null when the element type needs conversion (then use readBox).
    */
   readBoxView?(starts: number[], ends: number[]): NumericArray | null;
+  /**
+   * HDF5 only: another dataset of the same file (`info` next to the labels), read through this reader's open
+   * file instead of opening it again; errors as `openVolume(file, key)`. Closing it leaves the file open: close
+   * this reader last.
+   */
+  openSibling?(key: string): VolumeReader;
   attrs(): Record<string, unknown>;
   close(): void;
 }
@@ -176,29 +183,36 @@ async function openHdf5Volume(file: string, key: string | undefined): Promise<Vo
       }
       k = all[0]!.key;
     }
-    const info = src.info(k); // dataset-missing with the list of datasets when absent
-    const readerKey = k;
-    return {
-      file, key: readerKey, format: 'hdf5', shape: info.shape, dtype: info.dtype, typeName: info.typeName, chunks: info.chunks,
-      readSlab: async (start, end) => {
-        checkSlab(info.shape, start, end, file, readerKey);
-        return src.readSlab(readerKey, start, end);
-      },
-      readBox: async (starts, ends) => {
-        checkBox(info.shape, starts, ends, file, readerKey);
-        return src.readBox(readerKey, starts, ends);
-      },
-      readBoxView: (starts, ends) => {
-        checkBox(info.shape, starts, ends, file, readerKey);
-        return src.readBoxView(readerKey, starts, ends);
-      },
-      attrs: () => src.attrs(readerKey),
-      close: () => src.close(),
-    };
+    return hdf5Reader(src, file, k, true);
   } catch (e) {
     src.close();
     throw e;
   }
+}
+
+/** A reader of dataset `key` of the open `src`; `owner`: closing it closes the file (a sibling's does not). */
+function hdf5Reader(src: H5Source, file: string, key: string, owner: boolean): VolumeReader {
+  const info = src.info(key); // dataset-missing with the list of datasets when absent
+  return {
+    file, key, format: 'hdf5', shape: info.shape, dtype: info.dtype, typeName: info.typeName, chunks: info.chunks,
+    readSlab: async (start, end) => {
+      checkSlab(info.shape, start, end, file, key);
+      return src.readSlab(key, start, end);
+    },
+    readBox: async (starts, ends) => {
+      checkBox(info.shape, starts, ends, file, key);
+      return src.readBox(key, starts, ends);
+    },
+    readBoxView: (starts, ends) => {
+      checkBox(info.shape, starts, ends, file, key);
+      return src.readBoxView(key, starts, ends);
+    },
+    openSibling: (other) => hdf5Reader(src, file, other.replace(/^\/+/, ''), false),
+    attrs: () => src.attrs(key),
+    close: () => {
+      if (owner) src.close();
+    },
+  };
 }
 
 // ---------------------------------------------------------------- helpers shared by the readers

@@ -99,11 +99,12 @@ export async function openLabelVolume(file: string, key: string): Promise<Volume
   }
 }
 
-/** `info` next to the labels (same HDF5 file or zarr/N5 container), or null when there is none. */
-export async function readInfoOf(file: string, infoKey: string): Promise<RawInfo | null> {
+/** `info` next to the labels (same HDF5 file or zarr/N5 container), or null when there is none; `open`: the label volume, whose open HDF5 file is used. */
+export async function readInfoOf(file: string, infoKey: string, open?: VolumeReader): Promise<RawInfo | null> {
   let vol: VolumeReader;
   try {
-    vol = await openVolume(file, infoKey);
+    // through the label volume's open file when it is one (HDF5): not opened a second time
+    vol = open?.file === file && open.openSibling ? open.openSibling(infoKey) : await openVolume(file, infoKey);
   } catch (e) {
     if (isLazyLabelError(e) && (e.code === 'dataset-missing' || e.code === 'unsupported-format')) return null;
     throw e;
@@ -135,7 +136,7 @@ export async function gatherCubeFacts(ref: CubeRef, nLab: number, opts: ScanOpti
         nLab,
         label: { shape: vol.shape, dtype: vol.dtype, typeName: vol.typeName },
         tally: !scannable ? null : opts.knownTally && opts.knownTally.voxels === vol.shape.reduce((a, b) => a * b, 1) ? opts.knownTally : await tallyLabels(vol, nLab, opts),
-        info: await readInfoOf(ref.label, ref.infoKey),
+        info: await readInfoOf(ref.label, ref.infoKey, vol),
         offset: ref.offset,
       };
     } finally {
