@@ -138,14 +138,15 @@ async function bundleCli(vendored) {
         // yargs guesses a version from the package.json nearest to its own module, found by listing every folder
         // upwards; bundled (no node_modules in the path) it starts at the working directory instead, and listing
         // a data folder of thousands of files, then its parents, cost every command up to ~10 ms (/tmp: 800
-        // entries). Start at this package's root, two levels above the bundle, which has a package.json.
+        // entries). Start at this package's package.json, two levels above the bundle (a file: yargs takes the
+        // folder of anything with an extension, and a folder named like `pkg.v2` would look like one).
         name: 'yargs-package-root',
         setup(build) {
           build.onLoad({ filter: /yargs[\\/]lib[\\/]platform-shims[\\/]esm\.mjs$/ }, (args) => {
             const text = fs.readFileSync(args.path, 'utf8');
             const guess = "const mainFilename = __dirname.substring(0, __dirname.lastIndexOf('node_modules'));";
             if (!text.includes(guess)) throw new Error(`build-cli: yargs' shim changed (${args.path}); update the yargs-package-root plugin`);
-            return { contents: text.replace(guess, "const mainFilename = fileURLToPath(new URL('../../', import.meta.url));"), loader: 'js' };
+            return { contents: text.replace(guess, "const mainFilename = fileURLToPath(new URL('../../package.json', import.meta.url));"), loader: 'js' };
           });
         },
       },

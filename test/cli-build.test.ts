@@ -194,6 +194,11 @@ describe('bundled CLI (dist/cli-bundle)', () => {
 describe('bundled CLI start-up', () => {
   it('lists no folder outside the package looking for a package.json (yargs would walk up from the working directory)', () => {
     const work = fs.mkdtempSync(path.join(os.tmpdir(), 'lazylabel-cwd-'));
+    // the package in a folder with a dot in its name (yargs takes anything with an extension for a file)
+    const pkg = path.join(work, 'lazylabel.v2');
+    for (const d of ['dist/cli-bundle', 'dist/vendor', 'dist/validators', 'schemas']) fs.cpSync(path.join(ROOT, d), path.join(pkg, d), { recursive: true });
+    fs.copyFileSync(path.join(ROOT, 'package.json'), path.join(pkg, 'package.json'));
+    fs.symlinkSync(path.join(ROOT, 'node_modules'), path.join(pkg, 'node_modules'));
     const cwd = path.join(work, 'data', 'deeper');
     fs.mkdirSync(cwd, { recursive: true });
     // record every folder the process lists (the bundle imports readdirSync from 'fs': re-export the wrapper)
@@ -203,12 +208,15 @@ const seen = []; const orig = fs.readdirSync;
 fs.readdirSync = function (p, ...rest) { seen.push(String(p)); return orig.call(this, p, ...rest); };
 syncBuiltinESMExports();
 process.on('exit', () => fs.writeFileSync(${JSON.stringify(log)}, seen.join('\\n')));`;
+    const args = ['check', fixture('check', 'dense3d_int16_chunked.h5'), '--n-lab', '3', '--json', '--quiet'];
+    const script = `const { main } = await import(${JSON.stringify(pathToFileURL(path.join(pkg, 'dist', 'cli-bundle', 'main.js')).href)}); process.exitCode = await main(${JSON.stringify(args)});`;
     try {
-      const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(preload)}`, path.join(ROOT, 'bin', 'lazylabel.js'), 'check', fixture('check', 'dense3d_int16_chunked.h5'), '--n-lab', '3', '--json', '--quiet'], { cwd, encoding: 'utf8' });
+      const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(preload)}`, '--input-type=module', '-e', script], { cwd, encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).ok).toBe(true);
       const listed = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).map((p) => path.resolve(cwd, p));
       expect(listed.length).toBeGreaterThan(0); // yargs did look, at the package root
-      for (const dir of listed) expect(dir.startsWith(ROOT), dir).toBe(true);
+      for (const dir of listed) expect(dir.startsWith(pkg), dir).toBe(true);
     } finally {
       fs.rmSync(work, { recursive: true, force: true });
     }
