@@ -130,6 +130,17 @@ afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
+/** Write uint8 `mask` and `classes` datasets of `shape` into a new HDF5 file through the I/O layer. */
+async function writeMaskClasses(file: string, shape: number[], mask: Uint8Array, classes: Uint8Array, layout: { chunks: number[]; gzip: number }): Promise<void> {
+  const sink = await H5Sink.create(file);
+  try {
+    sink.createDataset('mask', { shape, dtype: 'uint8', ...layout }).write(mask);
+    sink.createDataset('classes', { shape, dtype: 'uint8', ...layout }).write(classes);
+  } finally {
+    sink.close();
+  }
+}
+
 describe('core mappings', () => {
   it('mask-classes ignores class values outside the mask and counts what it writes', () => {
     const t = new ConvertTally(3);
@@ -644,13 +655,7 @@ describe('reader worker', () => {
       expect(nVox).toBeLessThan(READER_WORKER_MIN_VOXELS);
       const mask = new Uint8Array(nVox).map((_, i) => (i % 7 === 0 ? 0 : 1));
       const cls = new Uint8Array(nVox).map((_, i) => (i * 2654435761) % 3);
-      const sink = await H5Sink.create(file);
-      try {
-        sink.createDataset('mask', { shape, dtype: 'uint8', chunks: [32, 64, 64], gzip: 0 }).write(mask);
-        sink.createDataset('classes', { shape, dtype: 'uint8', chunks: [32, 64, 64], gzip: 0 }).write(cls);
-      } finally {
-        sink.close();
-      }
+      await writeMaskClasses(file, shape, mask, cls, { chunks: [32, 64, 64], gzip: 0 });
       expect(fs.statSync(file).size).toBeGreaterThanOrEqual(EARLY_READER_MIN_BYTES);
       const small: ConvertOptions = { mask: { file, key: 'mask' }, classes: { file, key: 'classes' }, nLab: 3, output: '', slabMB: 0.5 };
       const plain = await convert({ ...small, output: out(), readerWorker: false });
@@ -702,13 +707,7 @@ describe('reader worker', () => {
       classes[i] = (i >> 3) % 3;
     }
     const file = out('views-grow.h5');
-    const sink = await H5Sink.create(file);
-    try {
-      sink.createDataset('mask', { shape, dtype: 'uint8', chunks: [8, 256, 256], gzip: 1 }).write(mask);
-      sink.createDataset('classes', { shape, dtype: 'uint8', chunks: [8, 256, 256], gzip: 1 }).write(classes);
-    } finally {
-      sink.close();
-    }
+    await writeMaskClasses(file, shape, mask, classes, { chunks: [8, 256, 256], gzip: 1 });
     const inputs = { mask: await openVolume(file, 'mask'), classes: await openVolume(file, 'classes') };
     try {
       const heapBefore = Module.HEAPU8.buffer;
