@@ -5,6 +5,10 @@ import { buildUNet, checkPatchShape, modelSummary, requiredMultiples, type UNetC
 import { registerWasmTrainingKernels, setIm2colChunkFloats, WASM_TRAINING_KERNELS } from '../src/train/wasmKernels.js';
 import { selectBackend } from '../src/train/backend.js';
 
+// This file checks the wasm (XNNPACK + JS) kernels, so the oneDNN ones, which would replace the
+// convolutions where the native addon is built, stay off here; test/dnnl.test.ts checks those.
+process.env.LAZYLABEL_NATIVE = '0';
+
 const rnd = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed);
 
 /** Runs f under tidy on a backend and returns shapes, dtypes and values of its results. */

@@ -8,7 +8,9 @@
 //        [--max-load 1.5] [--max-other-cores 0.3] [--retries 2] [--max-wait-s 900] [--variants]
 //
 // When the machine has >= 2 cores, wasm also runs with the trainer's own worker pool (`train --threads N`,
-// src/train/pool.ts; N = cores), which is what `lazylabel train` uses by default there.
+// src/train/pool.ts; N = cores), which is what `lazylabel train` uses by default there. Where the oneDNN
+// addon is built (native/), wasm runs with its convolutions (what the trainer uses) and again without
+// them (LAZYLABEL_NATIVE=0, XNNPACK in wasm), so the table shows what the addon buys.
 // --variants adds rows for the prototypes of bench/nets.md "Proposals" (not what lazylabel runs):
 // wasm with proto_kernels.js, the multi-threaded wasm build with 2 threads (proto_threads.js), and a
 // data-parallel pool of 2 worker threads (proto_pool.js).
@@ -180,6 +182,8 @@ const fmt = (v, d = 1) => (v == null ? '-' : v.toFixed(d));
 
 async function main() {
   const torch = a['no-torch'] ? null : await torchVersion();
+  // The oneDNN addon (native/, scripts/build-native.js) is used by the wasm backend when it is built.
+  const native = fs.existsSync(path.join(here, '..', '..', 'native', 'build', 'Release', 'lazylabel_dnnl.node')) && process.env.LAZYLABEL_NATIVE !== '0';
   const bes = backends();
   const machine = {
     cpuModel: os.cpus()[0]?.model,
@@ -191,6 +195,7 @@ async function main() {
     tfjsBackendWasm: require('@tensorflow/tfjs-backend-wasm/package.json').version,
     torch,
     python: torch ? spawnSync(PYTHON, ['-c', 'import sys; print(sys.version.split()[0])'], { encoding: 'utf8' }).stdout.trim() : null,
+    nativeConvolutions: native ? 'oneDNN (native/ addon)' : 'none (addon not built or LAZYLABEL_NATIVE=0)',
     cpuFlags: (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:\s*(.*)$/m)?.[1] ?? '').split(' ').filter((f) => /^(avx2|avx512f|fma)$/.test(f)),
   };
   const results = [];
@@ -198,9 +203,19 @@ async function main() {
   for (const net of nets) {
     for (const be of bes) {
       if (be === 'cpu') continue;
-      plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: be });
       const cores = os.cpus().length;
-      if (be === 'wasm' && cores >= 2) plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: be, variant: `pool ${cores}t`, trainer: true, args: ['--threads', String(cores)] });
+      if (be !== 'wasm') {
+        plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: be });
+        continue;
+      }
+      // wasm: with the oneDNN convolutions where the addon is built (what the trainer uses), and
+      // without them (LAZYLABEL_NATIVE=0: XNNPACK in wasm), so one run shows what the addon buys.
+      const convs = native ? [['oneDNN', {}], ['XNNPACK', { LAZYLABEL_NATIVE: '0' }]] : [['XNNPACK', {}]];
+      for (const [name, env] of convs) {
+        const trainer = name === convs[0][0];
+        plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: be, variant: name, trainer, env });
+        if (cores >= 2) plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: be, variant: `${name} pool ${cores}t`, trainer, args: ['--threads', String(cores)], env });
+      }
     }
     if (a.variants && bes.includes('wasm')) {
       plan.push({ net, spec: NETS[net], impl: 'tfjs', backend: 'wasm', variant: '+proto', args: ['--kernels', 'proto_kernels.js'] });
@@ -228,7 +243,7 @@ async function main() {
     } else {
       r = await measure(what, PYTHON, [path.join(here, 'torch_ref.py'), '--net', JSON.stringify(p.spec), '--threads', String(p.threads), '--steps', String(steps), '--warmup', String(warmup)], 600);
     }
-    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', variant: p.variant ?? null, trainer: p.impl === 'tfjs' && (!p.variant || !!p.trainer), threads: p.threads ?? r.threads ?? r.xnnpackThreads ?? 1, reducedProtocol: !!p.reduced });
+    results.push({ ...r, net: p.net, netSpec: p.spec, impl: p.impl, backend: p.backend ?? 'cpu', variant: p.variant ?? null, trainer: p.impl === 'tfjs' && (p.trainer ?? !p.variant), threads: p.threads ?? r.threads ?? r.xnnpackThreads ?? 1, reducedProtocol: !!p.reduced });
     if (r.train?.ms) log(`  train ${fmt(r.train.ms.median)} ms/step, infer ${fmt(r.infer?.batch1?.ms?.median ?? r.infer?.trainBatch?.ms?.median / p.spec.batch)} ms/patch, params ${r.params}`);
   }
 
@@ -260,7 +275,7 @@ async function main() {
       inferRatioBatched: infB != null && ptInfB ? infB / ptInfB : null,
       otherCoresMax: r.otherCoresMax,
       clean: r.clean,
-      note: r.error ?? r.train?.skipped ?? (r.reducedProtocol ? `reduced protocol: ${a['cpu-steps']} steps after 1 warm-up` : r.variant && !r.trainer ? 'prototype (bench/nets.md Proposals)' : r.variant ? 'the trainer\'s worker pool (train --threads)' : ''),
+      note: r.error ?? r.train?.skipped ?? (r.reducedProtocol ? `reduced protocol: ${a['cpu-steps']} steps after 1 warm-up` : r.variant && /pool/.test(r.variant) ? `worker pool (train --threads)${r.trainer ? ', what train runs here' : ''}` : r.variant && /^(oneDNN|XNNPACK)$/.test(r.variant) ? (r.trainer ? 'train --threads 1' : 'LAZYLABEL_NATIVE=0') : r.variant ? 'prototype (bench/nets.md Proposals)' : ''),
     };
   });
   const refName = `pytorch ${torchThreads[0]}t`;
@@ -278,11 +293,14 @@ async function main() {
   if (!a['no-ceiling']) {
     ceiling = [];
     const runs = [];
-    if (bes.includes('wasm')) runs.push(['tfjs-wasm', process.execPath, [path.join(here, 'ceiling.js'), '--backend', 'wasm']]);
+    if (bes.includes('wasm')) {
+      if (native) runs.push(['wasm+oneDNN', process.execPath, [path.join(here, 'ceiling.js'), '--backend', 'wasm']]);
+      runs.push(['tfjs-wasm', process.execPath, [path.join(here, 'ceiling.js'), '--backend', 'wasm'], { LAZYLABEL_NATIVE: '0' }]);
+    }
     if (torch) for (const t of torchThreads) runs.push([`pytorch ${t}t`, PYTHON, [path.join(here, 'torch_ref.py'), '--net', '{}', '--ceiling', '--threads', String(t), '--steps', '10']]);
-    for (const [name, cmd, args] of runs) {
+    for (const [name, cmd, args, env] of runs) {
       const before = await waitQuiet();
-      const r = await runChild(cmd, args, 600);
+      const r = await runChild(cmd, args, 600, env);
       ceiling.push({ name, loadavgBefore: before.loadavg, loadavgAfter: os.loadavg(), ...r });
     }
     console.log('\ncompute ceiling (GFLOP/s, median of 10):');

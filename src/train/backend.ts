@@ -5,6 +5,7 @@ import path from 'node:path';
 import * as tfjs from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { ExitCode, LazyLabelError } from '../errors.js';
+import { registerDnnlKernels } from './dnnlKernels.js';
 import { registerWasmTrainingKernels } from './wasmKernels.js';
 
 export type BackendPreference = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
@@ -113,6 +114,8 @@ async function tryWasm(reasons: string[]): Promise<SelectedBackend | null> {
     const dir = wasmBinaryDir();
     if (dir && !tfjs.findBackend('wasm')) setWasmPaths(dir + path.sep);
     const kernels = registerWasmTrainingKernels();
+    // oneDNN convolutions on top, where the native addon was built; the wasm ones are their fallback.
+    const dnnl = registerDnnlKernels();
     if (!(await tfjs.setBackend('wasm'))) {
       reasons.push('the wasm backend failed to initialise (are the tfjs-backend-wasm .wasm files present?)');
       return null;
@@ -121,7 +124,12 @@ async function tryWasm(reasons: string[]): Promise<SelectedBackend | null> {
     const simd = await tfjs.env().getAsync('WASM_HAS_SIMD_SUPPORT');
     // tfjs-backend-wasm disables its multithreaded build in Node (tensorflow/tfjs#3830); forcing it
     // on fails to start workers from blob: URLs, so wasm runs on one thread here.
-    const parts = [`SIMD ${simd ? 'on' : 'off'}`, 'threads off (unsupported in Node)', `${kernels.length} training kernels added`];
+    const parts = [
+      `SIMD ${simd ? 'on' : 'off'}`,
+      'threads off (unsupported in Node)',
+      `${kernels.length} training kernels added`,
+      dnnl.version ? `convolutions by oneDNN ${dnnl.version} (native)` : `convolutions by XNNPACK in wasm: ${dnnl.problem}`,
+    ];
     return { name: 'wasm', detail: `wasm (${parts.join(', ')}${reasons.length ? `; ${reasons.join('; ')}` : ''})`, tf: tfjs };
   } catch (e) {
     reasons.push(`the wasm backend failed to start (${errorText(e)})`);

@@ -21,6 +21,7 @@ import { Worker } from 'node:worker_threads';
 import type * as tfType from '@tensorflow/tfjs';
 import { LazyLabelError } from '../errors.js';
 import type { Tf } from './backend.js';
+import { setDnnlThreads } from './dnnlKernels.js';
 import { lazyNllParts, type LazyNllOptions } from './loss.js';
 import { poolFactors, type UNetConfig } from './models.js';
 import type { Batch } from './sampler.js';
@@ -243,6 +244,8 @@ export interface WorkerInit {
   grads: SharedArrayBuffer;
   /** Int32 [0] = version of the published weights; [index] = request whose gradient worker `index` (1-based) wrote. */
   sync: SharedArrayBuffer;
+  /** OpenMP threads per oneDNN convolution on this worker (the cores shared out among the pool's threads). */
+  convThreads: number;
 }
 
 /** Requests carry the weights version they expect (the worker reloads its variables when it changed). */
@@ -323,6 +326,11 @@ class PoolWorker {
   }
 }
 
+/** Each pool thread's share of the cores for its native (oneDNN) convolutions, so the pool never oversubscribes them. */
+function convThreadsPer(poolThreads: number): number {
+  return Math.max(1, Math.floor(os.availableParallelism() / poolThreads));
+}
+
 export class TrainPool {
   private seq = 0;
   /** Version of the main thread's weights (bumped by every step) and the one last published. */
@@ -333,6 +341,8 @@ export class TrainPool {
   private readonly grads: Float32Array[];
   private readonly sync: Int32Array;
   private readonly sum: Float32Array;
+  /** The main thread's oneDNN thread count before the pool took its share; restored by close(). */
+  private readonly convThreadsBefore: number;
 
   private constructor(
     private readonly opts: PoolOptions,
@@ -344,6 +354,7 @@ export class TrainPool {
     this.grads = [new Float32Array(replica.size), ...buffers.grads.map((b) => new Float32Array(b))];
     this.sync = new Int32Array(buffers.sync);
     this.sum = new Float32Array(replica.size);
+    this.convThreadsBefore = setDnnlThreads(convThreadsPer(opts.threads));
   }
 
   /** Compute threads, the main one included. */
@@ -375,6 +386,7 @@ export class TrainPool {
           weights,
           grads: grads[i]!,
           sync,
+          convThreads: convThreadsPer(opts.threads),
         };
         if (url.protocol === 'file:' && !fs.existsSync(fileURLToPath(url))) {
           throw workerError(i + 1, `cannot start: ${fileURLToPath(url)} is missing (build with \`npm run build\`)`);
@@ -486,6 +498,7 @@ export class TrainPool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    setDnnlThreads(this.convThreadsBefore);
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

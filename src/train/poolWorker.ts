@@ -1,6 +1,7 @@
 /** A training pool worker thread (see pool.ts): its own tfjs backend and U-Net replica; per step it loads the published weights and writes its shard's gradient. */
 import { parentPort, workerData } from 'node:worker_threads';
 import { selectBackend } from './backend.js';
+import { setDnnlThreads } from './dnnlKernels.js';
 import { buildUNet } from './models.js';
 import { loadWeights, predictShard, replicaOf, shardGradient, type FromWorker, type Replica, type ToWorker, type WorkerInit } from './pool.js';
 
@@ -13,6 +14,7 @@ const message = (e: unknown): string => (e instanceof Error ? e.message : String
 async function setUp(): Promise<Replica> {
   // selectBackend also registers our wasm training kernels in this thread's tfjs
   const sel = await selectBackend(init.backend);
+  setDnnlThreads(init.convThreads);
   if (sel.name !== init.backend) throw new Error(`backend ${init.backend} requested, ${sel.name} started`);
   const own = replicaOf(sel.tf, buildUNet(init.unet));
   const byName = new Map(own.names.map((n, i) => [n, own.vars[i]!]));

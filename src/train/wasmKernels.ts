@@ -74,7 +74,7 @@ export function setIm2colChunkFloats(n: number): number {
 // grow (and so detach) the heap buffer, hence heap() is re-read after every allocation or kernel call.
 
 /** The current wasm memory. (Typed loosely: HEAPU8 comes from the emscripten typings, which are not always in scope.) */
-function heapBuffer(be: BackendWasm): ArrayBufferLike {
+export function heapBuffer(be: BackendWasm): ArrayBufferLike {
   return (be.wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.buffer;
 }
 
@@ -83,15 +83,15 @@ function heap(be: BackendWasm): Float32Array {
 }
 
 /** Float index of a tensor's first element in heap(). */
-function off(be: BackendWasm, t: TensorInfo): number {
+export function off(be: BackendWasm, t: TensorInfo): number {
   return be.getMemoryOffset(t.dataId) >>> 2;
 }
 
-function alloc(be: BackendWasm, shape: number[]): TensorInfo {
+export function alloc(be: BackendWasm, shape: number[]): TensorInfo {
   return be.makeOutput(shape, 'float32');
 }
 
-function free(be: BackendWasm, ...ts: TensorInfo[]): void {
+export function free(be: BackendWasm, ...ts: TensorInfo[]): void {
   for (const t of ts) be.disposeData(t.dataId);
 }
 
@@ -123,7 +123,7 @@ function assertFloat32(name: string, ...ts: TensorInfo[]): void {
 // ---------------------------------------------------------------------------------------------
 // Geometry shared by 2D (d = od = fd = 1) and 3D convolutions, channels last.
 
-interface Geom {
+export interface Geom {
   n: number;
   d: number; h: number; w: number; ci: number;
   od: number; oh: number; ow: number; co: number;
@@ -134,7 +134,7 @@ interface Geom {
   pf: number; pt: number; pb: number; pl: number; pr: number;
 }
 
-function geomFrom3D(c: tf.backend_util.Conv3DInfo): Geom {
+export function geomFrom3D(c: tf.backend_util.Conv3DInfo): Geom {
   return {
     n: c.batchSize, d: c.inDepth, h: c.inHeight, w: c.inWidth, ci: c.inChannels,
     od: c.outDepth, oh: c.outHeight, ow: c.outWidth, co: c.outChannels,
@@ -145,7 +145,7 @@ function geomFrom3D(c: tf.backend_util.Conv3DInfo): Geom {
   };
 }
 
-function geomFrom2D(c: tf.backend_util.Conv2DInfo): Geom {
+export function geomFrom2D(c: tf.backend_util.Conv2DInfo): Geom {
   return {
     n: c.batchSize, d: 1, h: c.inHeight, w: c.inWidth, ci: c.inChannels,
     od: 1, oh: c.outHeight, ow: c.outWidth, co: c.outChannels,
@@ -437,7 +437,7 @@ function convBackpropFilterIm2col(be: BackendWasm, x: TensorInfo, dy: TensorInfo
 // ---------------------------------------------------------------------------------------------
 // Kernels.
 
-type Fallback = KernelFunc | undefined;
+export type Fallback = KernelFunc | undefined;
 
 function conv2dBackpropFilter(_stock: Fallback): KernelFunc {
   return ({ inputs, backend, attrs }) => {

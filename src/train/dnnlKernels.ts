@@ -1,0 +1,273 @@
+/** Convolution kernels for the wasm backend run natively by oneDNN (the optional `native/` addon), in place on the wasm heap; wasm/XNNPACK stays the fallback. */
+//
+// Why: 77-88% of a wasm training step is convolution, and XNNPACK's 128-bit wasm SIMD reaches ~25 GFLOP/s
+// per core where oneDNN (what PyTorch's CPU convolutions run on) reaches ~100 with AVX-512 FMA. The
+// addon is built at install time only where libdnnl-dev is present (scripts/build-native.js); without it
+// nothing here registers. The tensors never leave the wasm heap: oneDNN reads and writes them where
+// they are, channels last, with tfjs' filter layout.
+import os from 'node:os';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { packageFile } from '../packageRoot.js';
+import { alloc, geomFrom2D, geomFrom3D, heapBuffer, type Fallback, type Geom } from './wasmKernels.js';
+
+type TensorInfo = tf.TensorInfo;
+type KernelFunc = tf.KernelFunc;
+
+/** What the addon exports (native/dnnl_conv.cc). */
+interface DnnlAddon {
+  conv(op: number, dims: Int32Array, heap: ArrayBufferLike, offsets: number[], threads: number): void;
+  version(): string;
+}
+
+/** The kernels registered when the addon loads; each falls back to the kernel registered before it. */
+export const DNNL_KERNELS = [
+  'Conv2D',
+  'FusedConv2D',
+  'Conv2DBackpropInput',
+  'Conv2DBackpropFilter',
+  'Conv3D',
+  'Conv3DBackpropInputV2',
+  'Conv3DBackpropFilterV2',
+] as const;
+
+const OP_FORWARD = 0;
+const OP_BACKWARD_DATA = 1;
+const OP_BACKWARD_WEIGHTS = 2;
+const MARK = Symbol.for('lazylabel.dnnlKernel');
+
+export interface DnnlStatus {
+  /** oneDNN version when the addon loaded, else null. */
+  version: string | null;
+  /** Why it is not used (not built, disabled, failed to load); null when it is. */
+  problem: string | null;
+}
+
+let addon: DnnlAddon | null = null;
+let status: DnnlStatus | null = null;
+/** OpenMP threads per convolution: all cores for one training thread, 1 per thread in the data-parallel pool. */
+let threads = Math.max(1, os.availableParallelism());
+
+/** Convolutions oneDNN ran on this thread (the tests check that the kernels did not fall back). */
+let calls = 0;
+export function dnnlCallCount(): number {
+  return calls;
+}
+
+/** The addon's path: built in place by node-gyp under native/build/Release. */
+export const DNNL_ADDON_PATH = fileURLToPath(packageFile('native/build/Release/lazylabel_dnnl.node'));
+
+/** Loads the addon once. `LAZYLABEL_NATIVE=0` turns it off (for comparisons and to rule it out). */
+export function loadDnnl(): DnnlStatus {
+  if (status) return status;
+  if (process.env.LAZYLABEL_NATIVE === '0') {
+    status = { version: null, problem: 'turned off by LAZYLABEL_NATIVE=0' };
+    return status;
+  }
+  try {
+    addon = createRequire(import.meta.url)(DNNL_ADDON_PATH) as DnnlAddon;
+    status = { version: addon.version(), problem: null };
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    status = {
+      version: null,
+      problem: code === 'MODULE_NOT_FOUND'
+        ? 'the oneDNN addon is not built (install libdnnl-dev, then `npm run build:native`)'
+        : `the oneDNN addon failed to load (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`,
+    };
+  }
+  return status;
+}
+
+/** Sets the OpenMP threads each convolution uses on this thread; returns the previous value. */
+export function setDnnlThreads(n: number): number {
+  const prev = threads;
+  threads = Math.max(1, Math.floor(n));
+  return prev;
+}
+
+/**
+ * Trailing pad for oneDNN, which sizes outputs as floor((i - k_eff + lead + trail) / s) + 1: the pad
+ * that makes o outputs fit, or 0 when the stride leaves the last input rows unused (negative); null
+ * when no pad gives o.
+ */
+function trailingPad(i: number, o: number, k: number, s: number, dil: number, lead: number): number | null {
+  const kEff = (k - 1) * dil + 1;
+  const trail = Math.max(0, (o - 1) * s + kEff - i - lead);
+  return Math.floor((i - kEff + lead + trail) / s) + 1 === o ? trail : null;
+}
+
+/** The addon's dims vector for geometry g, or null when oneDNN cannot take it as is (empty tensors, odd pads). */
+function dimsOf(g: Geom, rank: 2 | 3, bias: boolean, relu: boolean): Int32Array | null {
+  const pbk = trailingPad(g.d, g.od, g.fd, g.sd, g.dd, g.pf);
+  const pb = trailingPad(g.h, g.oh, g.fh, g.sh, g.dh, g.pt);
+  const pr = trailingPad(g.w, g.ow, g.fw, g.sw, g.dw, g.pl);
+  if (pbk === null || pb === null || pr === null) return null;
+  if (Math.min(g.n, g.ci, g.co, g.d, g.h, g.w, g.od, g.oh, g.ow) <= 0 || Math.min(g.pf, g.pt, g.pl) < 0) return null;
+  return Int32Array.from([rank, g.n, g.ci, g.co, g.d, g.h, g.w, g.od, g.oh, g.ow, g.fd, g.fh, g.fw, g.sd, g.sh, g.sw,
+    g.dd, g.dh, g.dw, g.pf, g.pt, g.pl, pbk, pb, pr, bias ? 1 : 0, relu ? 1 : 0]);
+}
+
+const byteOff = (be: BackendWasm, t: TensorInfo): number => be.getMemoryOffset(t.dataId);
+
+function isF32(...ts: Array<TensorInfo | undefined>): boolean {
+  return ts.every((t) => !t || t.dtype === 'float32');
+}
+
+function fallback(name: string, stock: Fallback, args: Parameters<KernelFunc>[0]): ReturnType<KernelFunc> {
+  if (!stock) throw new Error(`${name}: configuration not supported on wasm`);
+  return stock(args);
+}
+
+/** Runs one addon call; the output is allocated first because that may grow (and move) the heap. */
+function run(be: BackendWasm, op: number, dims: Int32Array, outShape: number[], operands: Array<TensorInfo | null>): TensorInfo {
+  const out = alloc(be, outShape);
+  const offs = operands.map((t) => (t ? byteOff(be, t) : -1));
+  offs.push(byteOff(be, out));
+  addon!.conv(op, dims, heapBuffer(be), offs, threads);
+  calls++;
+  return out;
+}
+
+function conv2dInfo(xShape: number[], filterShape: number[], a: { strides: number | [number, number]; pad: tf.Conv2DAttrs['pad']; dilations?: number | [number, number]; dimRoundingMode?: tf.Conv2DAttrs['dimRoundingMode'] }): Geom {
+  return geomFrom2D(tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number], filterShape as [number, number, number, number],
+    a.strides, a.dilations ?? 1, a.pad, a.dimRoundingMode, false, 'channelsLast'));
+}
+
+function conv3dInfo(xShape: number[], filterShape: number[], a: { strides: number | [number, number, number]; pad: 'valid' | 'same'; dilations?: number | [number, number, number] }): Geom {
+  return geomFrom3D(tf.backend_util.computeConv3DInfo(
+    xShape as [number, number, number, number, number], filterShape as [number, number, number, number, number],
+    a.strides, a.dilations ?? 1, a.pad));
+}
+
+function conv2d(stock: Fallback): KernelFunc {
+  return (args) => {
+    const be = args.backend as BackendWasm;
+    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+    const a = args.attrs as unknown as tf.Conv2DAttrs;
+    if (a.dataFormat === 'NCHW' || !isF32(x, filter)) return fallback('Conv2D', stock, args);
+    const g = conv2dInfo(x.shape, filter.shape, a);
+    const dims = dimsOf(g, 2, false, false);
+    if (!dims) return fallback('Conv2D', stock, args);
+    return run(be, OP_FORWARD, dims, [g.n, g.oh, g.ow, g.co], [x, filter, null]);
+  };
+}
+
+/** Conv2D + bias + linear/ReLU (what tfjs layers run at inference); other activations go to the stock kernel. */
+function fusedConv2d(stock: Fallback): KernelFunc {
+  return (args) => {
+    const be = args.backend as BackendWasm;
+    const { x, filter, bias, preluActivationWeights } = args.inputs as { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo };
+    const a = args.attrs as unknown as tf.FusedConv2DAttrs;
+    const act = a.activation ?? 'linear';
+    const co = filter.shape[3]!;
+    const biasOk = !bias || tf.util.sizeFromShape(bias.shape) === co;
+    if (a.dataFormat === 'NCHW' || !isF32(x, filter, bias) || preluActivationWeights || (act !== 'linear' && act !== 'relu') || !biasOk) {
+      return fallback('FusedConv2D', stock, args);
+    }
+    const g = conv2dInfo(x.shape, filter.shape, a);
+    const dims = dimsOf(g, 2, Boolean(bias), act === 'relu');
+    if (!dims) return fallback('FusedConv2D', stock, args);
+    return run(be, OP_FORWARD, dims, [g.n, g.oh, g.ow, g.co], [x, filter, bias ?? null]);
+  };
+}
+
+function conv2dBackpropInput(stock: Fallback): KernelFunc {
+  return (args) => {
+    const be = args.backend as BackendWasm;
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const a = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
+    if (a.dataFormat === 'NCHW' || !isF32(dy, filter)) return fallback('Conv2DBackpropInput', stock, args);
+    const g = conv2dInfo(a.inputShape, filter.shape, { ...a, dilations: 1 });
+    const dims = dimsOf(g, 2, false, false);
+    if (!dims) return fallback('Conv2DBackpropInput', stock, args);
+    return run(be, OP_BACKWARD_DATA, dims, [...a.inputShape], [dy, filter]);
+  };
+}
+
+function conv2dBackpropFilter(stock: Fallback): KernelFunc {
+  return (args) => {
+    const be = args.backend as BackendWasm;
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const a = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
+    if (a.dataFormat === 'NCHW' || !isF32(x, dy)) return fallback('Conv2DBackpropFilter', stock, args);
+    const g = conv2dInfo(x.shape, a.filterShape, { ...a, dilations: 1 });
+    const dims = dimsOf(g, 2, false, false);
+    if (!dims) return fallback('Conv2DBackpropFilter', stock, args);
+    return run(be, OP_BACKWARD_WEIGHTS, dims, [...a.filterShape], [x, dy]);
+  };
+}
+
+function conv3d(stock: Fallback): KernelFunc {
+  return (args) => {
+    const be = args.backend as BackendWasm;
+    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
+    const a = args.attrs as unknown as tf.Conv3DAttrs;
+    if (a.dataFormat === 'NCDHW' || !isF32(x, filter)) return fallback('Conv3D', stock, args);
+    const g = conv3dInfo(x.shape, filter.shape, a);
+    const dims = dimsOf(g, 3, false, false);
+    if (!dims) return fallback('Conv3D', stock, args);
+    return run(be, OP_FORWARD, dims, [g.n, g.od, g.oh, g.ow, g.co], [x, filter, null]);
+  };
+}
+
+function conv3dBackpropInput(stock: Fallback): KernelFunc {
+  return (args) => {
+    const be = args.backend as BackendWasm;
+    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+    const a = args.attrs as unknown as tf.Conv3DBackpropInputV2Attrs;
+    if (!isF32(dy, filter)) return fallback('Conv3DBackpropInputV2', stock, args);
+    const g = conv3dInfo(a.inputShape, filter.shape, a);
+    const dims = dimsOf(g, 3, false, false);
+    if (!dims) return fallback('Conv3DBackpropInputV2', stock, args);
+    return run(be, OP_BACKWARD_DATA, dims, [...a.inputShape], [dy, filter]);
+  };
+}
+
+function conv3dBackpropFilter(stock: Fallback): KernelFunc {
+  return (args) => {
+    const be = args.backend as BackendWasm;
+    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
+    const a = args.attrs as unknown as tf.Conv3DBackpropFilterV2Attrs;
+    if (!isF32(x, dy)) return fallback('Conv3DBackpropFilterV2', stock, args);
+    const g = conv3dInfo(x.shape, a.filterShape, a);
+    const dims = dimsOf(g, 3, false, false);
+    if (!dims) return fallback('Conv3DBackpropFilterV2', stock, args);
+    return run(be, OP_BACKWARD_WEIGHTS, dims, [...a.filterShape], [x, dy]);
+  };
+}
+
+const FACTORIES: Record<(typeof DNNL_KERNELS)[number], (stock: Fallback) => KernelFunc> = {
+  Conv2D: conv2d,
+  FusedConv2D: fusedConv2d,
+  Conv2DBackpropInput: conv2dBackpropInput,
+  Conv2DBackpropFilter: conv2dBackpropFilter,
+  Conv3D: conv3d,
+  Conv3DBackpropInputV2: conv3dBackpropInput,
+  Conv3DBackpropFilterV2: conv3dBackpropFilter,
+};
+
+/**
+ * Registers the oneDNN convolutions for 'wasm' on top of whatever is registered (call after
+ * registerWasmTrainingKernels, whose kernels become the fallbacks). Idempotent; registers nothing and
+ * says why when the addon is unavailable.
+ */
+export function registerDnnlKernels(): DnnlStatus & { kernels: string[] } {
+  const st = loadDnnl();
+  if (!addon) return { ...st, kernels: [] };
+  for (const name of DNNL_KERNELS) {
+    const existing = tf.getKernel(name, 'wasm');
+    if (existing && (existing.kernelFunc as unknown as Record<symbol, unknown>)[MARK]) continue;
+    const kernelFunc = FACTORIES[name](existing?.kernelFunc);
+    (kernelFunc as unknown as Record<symbol, unknown>)[MARK] = true;
+    const config: tf.KernelConfig = { kernelName: name, backendName: 'wasm', kernelFunc };
+    // Stock kernels bind their C entry points in setupFunc; keep it so the fallback still works.
+    if (existing?.setupFunc) config.setupFunc = existing.setupFunc;
+    if (existing) tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel(config);
+  }
+  return { ...st, kernels: [...DNNL_KERNELS] };
+}
