@@ -143,6 +143,8 @@ napi_value Conv(napi_env env, napi_callback_info info) {
   std::memcpy(&s, dimsData, sizeof(Shape));
   auto at = [&](double o) -> float* { return o < 0 ? nullptr : reinterpret_cast<float*>(static_cast<char*>(heapData) + static_cast<size_t>(o)); };
   try {
+    // Before building: oneDNN sizes a primitive's work split for the thread count current at creation.
+    omp_set_num_threads(threads);
     ThreadState& st = state();
     std::string key(reinterpret_cast<const char*>(dimsData), sizeof(Shape));
     key += static_cast<char>(op);
@@ -159,7 +161,6 @@ napi_value Conv(napi_env env, napi_callback_info info) {
       if (need[i] == 0) continue;
       if (offs[i] < 0 || offs[i] + static_cast<double>(need[i]) > static_cast<double>(heapBytes)) return fail(env, "conv: operand outside the heap");
     }
-    omp_set_num_threads(threads);
     float* scratch = e.reorderWeights ? e.weightsScratch.data() : nullptr;
     if (op == 0 || op == 1) {
       memory user(e.userWeights, st.eng, at(offs[1]));
