@@ -236,6 +236,22 @@ describe('wasm training kernels', () => {
     expect(out).toEqual([[0], [-3]]);
   });
 
+  it('MaxPoolGrad (2D) matches cpu: tiling windows, and a remainder the stride leaves', async () => {
+    // (Padded windows go to the stock kernel, unchanged; U-Net patches are multiples of the pool factors.)
+    const cases: Array<[number[], number | [number, number], 'same' | 'valid']> = [
+      [[2, 8, 6, 3], 2, 'valid'],
+      [[1, 7, 9, 2], 2, 'valid'], // last row / column belong to no window: their gradient is 0
+      [[1, 6, 9, 2], [2, 3], 'same'],
+    ];
+    for (const [shape, size, pad] of cases) {
+      await expectWasmMatchesCpu(() => {
+        const x = rnd(shape, 7);
+        const dy = rnd(tf.maxPool(x as tf.Tensor4D, size, size, pad).shape, 8);
+        return [tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(v as tf.Tensor4D, size, size, pad), dy)))(x)];
+      });
+    }
+  });
+
   it('MaxPool3D / MaxPool3DGrad with uneven windows or padding match a plain reference', async () => {
     // The cpu backend's MaxPool3DGrad misroutes gradients when the window sizes differ between axes or
     // 'same' pads unevenly (checked against finite differences), so these are checked against a direct

@@ -155,7 +155,7 @@ function partsOf(probs: tf.Tensor, labels: tf.Tensor, opts: LazyNllOptions, prep
   const { g, norm, thresh } = prep;
   const { batch: B, nLab: C, voxels: V } = g;
   const x = tf.reshape(probs.dtype === 'float32' ? probs : tf.cast(probs, 'float32'), [B, V, C]);
-  const y = tf.reshape(labels.dtype === 'int32' ? labels : tf.cast(labels, 'int32'), [B, V, 1]);
+  const y = tf.reshape(labels.dtype === 'int32' ? labels : tf.cast(labels, 'int32'), [B, V]);
 
   // p and 1 - p. Logits: 1 - p_c = sum_{j != c} p_j (a sum of positives: no cancellation at p ~ 1).
   let p: tf.Tensor;
@@ -179,8 +179,9 @@ function partsOf(probs: tf.Tensor, labels: tf.Tensor, opts: LazyNllOptions, prep
     tf.log(tf.add(p, LAZY_NLL_EPS)),
   );
 
-  const classes = tf.range(0, C, 1, 'int32');
-  let sel = tf.cast(tf.equal(y, classes), 'float32'); // [B, V, C]; labels -1 / >= n_lab match nothing
+  // [B, V, C]; labels -1 / >= n_lab give all-zero rows. (oneHot, not equal(y, range(C)): the wasm
+  // backend's broadcasting Equal took 8-9% of a training step.)
+  let sel = tf.cast(tf.oneHot(y, C), 'float32');
   const labelled =
     opts.maskClassLabeled === undefined
       ? null
