@@ -195,6 +195,14 @@ async function main() {
     tfjsBackendWasm: require('@tensorflow/tfjs-backend-wasm/package.json').version,
     torch,
     python: torch ? spawnSync(PYTHON, ['-c', 'import sys; print(sys.version.split()[0])'], { encoding: 'utf8' }).stdout.trim() : null,
+    // Debian's libblas.so.3 alternative (reference BLAS or OpenBLAS) decides PyTorch's matmul speed.
+    blas: (() => {
+      try {
+        return fs.realpathSync('/usr/lib/x86_64-linux-gnu/libblas.so.3');
+      } catch {
+        return null;
+      }
+    })(),
     nativeConvolutions: native ? 'oneDNN (native/ addon)' : 'none (addon not built or LAZYLABEL_NATIVE=0)',
     cpuFlags: (fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:\s*(.*)$/m)?.[1] ?? '').split(' ').filter((f) => /^(avx2|avx512f|fma)$/.test(f)),
   };
