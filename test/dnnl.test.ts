@@ -6,6 +6,7 @@ import { selectBackend } from '../src/train/backend.js';
 import { DNNL_ADDON_PATH, DNNL_KERNELS, dnnlCallCount, loadDnnl, registerDnnlKernels, setDnnlThreads } from '../src/train/dnnlKernels.js';
 import { lazyNll } from '../src/train/loss.js';
 import { buildUNet } from '../src/train/models.js';
+import { expectWasmMatchesCpu, runOn, withGrads } from './tfCompare.js';
 
 // Where oneDNN's headers are installed (CI installs libdnnl-dev), `npm ci` must have built the addon:
 // a missing addon then fails here instead of silently skipping everything.
@@ -16,39 +17,9 @@ const rnd = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'f
 const MARK = Symbol.for('lazylabel.dnnlKernel');
 const isDnnl = (name: string) => Boolean((tf.getKernel(name, 'wasm')?.kernelFunc as unknown as Record<symbol, unknown> | undefined)?.[MARK]);
 
-async function runOn(backend: 'cpu' | 'wasm', f: () => tf.Tensor[]) {
-  await tf.setBackend(backend);
-  return tf.tidy(() => f().map((t) => ({ shape: t.shape, values: Array.from(t.dataSync()) })));
-}
-
-/**
- * wasm (with the oneDNN kernels) equals cpu to 1e-4 relative to the largest magnitude, leaks no heap
- * buffers, and oneDNN ran `native` convolutions (not the wasm fallbacks).
- */
+/** wasm (with the oneDNN kernels) equals cpu, and oneDNN ran `native` convolutions (not the wasm fallbacks). */
 async function expectMatchesCpu(f: () => tf.Tensor[], native: number) {
-  const cpu = await runOn('cpu', f);
-  await runOn('wasm', f);
-  const before = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
-  const callsBefore = dnnlCallCount();
-  const wasm = await runOn('wasm', f);
-  expect(dnnlCallCount() - callsBefore, 'convolutions run by oneDNN').toBe(native);
-  expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(before);
-  expect(wasm.length).toBe(cpu.length);
-  cpu.forEach((c, i) => {
-    const w = wasm[i]!;
-    expect(w.shape).toEqual(c.shape);
-    const scale = Math.max(1, ...c.values.map(Math.abs));
-    let worst = 0;
-    c.values.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - w.values[j]!))));
-    expect(worst / scale, `output ${i}`).toBeLessThan(1e-4);
-  });
-}
-
-function withGrads(op: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Tensor[] {
-  const y = op(a, b);
-  const dy = rnd(y.shape, 99);
-  const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(op(p, q), dy)))([a, b]);
-  return [y, da!, db!];
+  expect(await expectWasmMatchesCpu(f, dnnlCallCount), 'convolutions run by oneDNN').toBe(native);
 }
 
 describe('oneDNN addon', () => {

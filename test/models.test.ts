@@ -4,46 +4,13 @@ import * as tf from '@tensorflow/tfjs';
 import { buildUNet, checkPatchShape, modelSummary, requiredMultiples, type UNetConfig } from '../src/train/models.js';
 import { registerWasmTrainingKernels, setIm2colChunkFloats, WASM_TRAINING_KERNELS } from '../src/train/wasmKernels.js';
 import { selectBackend } from '../src/train/backend.js';
+import { expectWasmMatchesCpu, withGrads } from './tfCompare.js';
 
 // This file checks the wasm (XNNPACK + JS) kernels, so the oneDNN ones, which would replace the
 // convolutions where the native addon is built, stay off here; test/dnnl.test.ts checks those.
 process.env.LAZYLABEL_NATIVE = '0';
 
 const rnd = (shape: number[], seed: number) => tf.randomUniform(shape, -1, 1, 'float32', seed);
-
-/** Runs f under tidy on a backend and returns shapes, dtypes and values of its results. */
-async function runOn(backend: 'cpu' | 'wasm', f: () => tf.Tensor[]) {
-  await tf.setBackend(backend);
-  return tf.tidy(() => f().map((t) => ({ shape: t.shape, dtype: t.dtype, values: Array.from(t.dataSync()) })));
-}
-
-/** Results of f on wasm must equal those on cpu to 1e-4 relative to the largest magnitude. */
-async function expectWasmMatchesCpu(f: () => tf.Tensor[]) {
-  const cpu = await runOn('cpu', f);
-  await runOn('wasm', f); // warm-up: moves any variables (model weights) to wasm first
-  const before = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
-  const wasm = await runOn('wasm', f);
-  // Our kernels allocate scratch tensors on the wasm heap directly; none may leak.
-  expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(before);
-  expect(wasm.length).toBe(cpu.length);
-  cpu.forEach((c, i) => {
-    const w = wasm[i]!;
-    expect(w.shape).toEqual(c.shape);
-    expect(w.dtype).toBe(c.dtype);
-    const scale = Math.max(1, ...c.values.map(Math.abs));
-    let worst = 0;
-    c.values.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - w.values[j]!))));
-    expect(worst / scale, `output ${i}`).toBeLessThan(1e-4);
-  });
-}
-
-/** Forward value plus the gradients w.r.t. both operands of a binary op, seeded by a random dy. */
-function withGrads(op: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Tensor[] {
-  const y = op(a, b);
-  const dy = rnd(y.shape, 99);
-  const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(op(p, q), dy)))([a, b]);
-  return [y, da!, db!];
-}
 
 beforeAll(async () => {
   await selectBackend('wasm'); // registers the training kernels and initialises wasm

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { packageFile } from '../packageRoot.js';
-import { alloc, geomFrom2D, geomFrom3D, heapBuffer, type Fallback, type Geom } from './wasmKernels.js';
+import { alloc, geomFrom2D, geomFrom3D, heapBuffer, registerWasmKernelsOver, type Fallback, type Geom } from './wasmKernels.js';
 
 type TensorInfo = tf.TensorInfo;
 type KernelFunc = tf.KernelFunc;
@@ -116,11 +116,6 @@ function isF32(...ts: Array<TensorInfo | undefined>): boolean {
   return ts.every((t) => !t || t.dtype === 'float32');
 }
 
-function fallback(name: string, stock: Fallback, args: Parameters<KernelFunc>[0]): ReturnType<KernelFunc> {
-  if (!stock) throw new Error(`${name}: configuration not supported on wasm`);
-  return stock(args);
-}
-
 /** Runs one addon call; the output is allocated first because that may grow (and move) the heap. */
 function run(be: BackendWasm, op: number, dims: Int32Array, outShape: number[], operands: Array<TensorInfo | null>): TensorInfo {
   const out = alloc(be, outShape);
@@ -143,111 +138,68 @@ function conv3dInfo(xShape: number[], filterShape: number[], a: { strides: numbe
     a.strides, a.dilations ?? 1, a.pad));
 }
 
-function conv2d(stock: Fallback): KernelFunc {
-  return (args) => {
-    const be = args.backend as BackendWasm;
-    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
-    const a = args.attrs as unknown as tf.Conv2DAttrs;
-    if (a.dataFormat === 'NCHW' || !isF32(x, filter)) return fallback('Conv2D', stock, args);
-    const g = conv2dInfo(x.shape, filter.shape, a);
-    const dims = dimsOf(g, 2, false, false);
-    if (!dims) return fallback('Conv2D', stock, args);
-    return run(be, OP_FORWARD, dims, [g.n, g.oh, g.ow, g.co], [x, filter, null]);
-  };
+/** One addon call: the operation, its dims (null: oneDNN cannot take the geometry), output shape and operands. */
+interface Plan {
+  op: number;
+  dims: Int32Array | null;
+  outShape: number[];
+  operands: Array<TensorInfo | null>;
 }
 
-/** Conv2D + bias + linear/ReLU (what tfjs layers run at inference); other activations go to the stock kernel. */
-function fusedConv2d(stock: Fallback): KernelFunc {
-  return (args) => {
-    const be = args.backend as BackendWasm;
-    const { x, filter, bias, preluActivationWeights } = args.inputs as { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo };
-    const a = args.attrs as unknown as tf.FusedConv2DAttrs;
-    const act = a.activation ?? 'linear';
-    const co = filter.shape[3]!;
-    const biasOk = !bias || tf.util.sizeFromShape(bias.shape) === co;
-    if (a.dataFormat === 'NCHW' || !isF32(x, filter, bias) || preluActivationWeights || (act !== 'linear' && act !== 'relu') || !biasOk) {
-      return fallback('FusedConv2D', stock, args);
-    }
-    const g = conv2dInfo(x.shape, filter.shape, a);
-    const dims = dimsOf(g, 2, Boolean(bias), act === 'relu');
-    if (!dims) return fallback('FusedConv2D', stock, args);
-    return run(be, OP_FORWARD, dims, [g.n, g.oh, g.ow, g.co], [x, filter, bias ?? null]);
-  };
-}
+type Inputs = Record<string, TensorInfo | undefined>;
 
-function conv2dBackpropInput(stock: Fallback): KernelFunc {
-  return (args) => {
-    const be = args.backend as BackendWasm;
-    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
-    const a = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
-    if (a.dataFormat === 'NCHW' || !isF32(dy, filter)) return fallback('Conv2DBackpropInput', stock, args);
-    const g = conv2dInfo(a.inputShape, filter.shape, { ...a, dilations: 1 });
-    const dims = dimsOf(g, 2, false, false);
-    if (!dims) return fallback('Conv2DBackpropInput', stock, args);
-    return run(be, OP_BACKWARD_DATA, dims, [...a.inputShape], [dy, filter]);
-  };
-}
-
-function conv2dBackpropFilter(stock: Fallback): KernelFunc {
-  return (args) => {
-    const be = args.backend as BackendWasm;
-    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
-    const a = args.attrs as unknown as tf.Conv2DBackpropFilterAttrs;
-    if (a.dataFormat === 'NCHW' || !isF32(x, dy)) return fallback('Conv2DBackpropFilter', stock, args);
-    const g = conv2dInfo(x.shape, a.filterShape, { ...a, dilations: 1 });
-    const dims = dimsOf(g, 2, false, false);
-    if (!dims) return fallback('Conv2DBackpropFilter', stock, args);
-    return run(be, OP_BACKWARD_WEIGHTS, dims, [...a.filterShape], [x, dy]);
-  };
-}
-
-function conv3d(stock: Fallback): KernelFunc {
-  return (args) => {
-    const be = args.backend as BackendWasm;
-    const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
-    const a = args.attrs as unknown as tf.Conv3DAttrs;
-    if (a.dataFormat === 'NCDHW' || !isF32(x, filter)) return fallback('Conv3D', stock, args);
-    const g = conv3dInfo(x.shape, filter.shape, a);
-    const dims = dimsOf(g, 3, false, false);
-    if (!dims) return fallback('Conv3D', stock, args);
-    return run(be, OP_FORWARD, dims, [g.n, g.od, g.oh, g.ow, g.co], [x, filter, null]);
-  };
-}
-
-function conv3dBackpropInput(stock: Fallback): KernelFunc {
-  return (args) => {
-    const be = args.backend as BackendWasm;
-    const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
-    const a = args.attrs as unknown as tf.Conv3DBackpropInputV2Attrs;
-    if (!isF32(dy, filter)) return fallback('Conv3DBackpropInputV2', stock, args);
-    const g = conv3dInfo(a.inputShape, filter.shape, a);
-    const dims = dimsOf(g, 3, false, false);
-    if (!dims) return fallback('Conv3DBackpropInputV2', stock, args);
-    return run(be, OP_BACKWARD_DATA, dims, [...a.inputShape], [dy, filter]);
-  };
-}
-
-function conv3dBackpropFilter(stock: Fallback): KernelFunc {
-  return (args) => {
-    const be = args.backend as BackendWasm;
-    const { x, dy } = args.inputs as { x: TensorInfo; dy: TensorInfo };
-    const a = args.attrs as unknown as tf.Conv3DBackpropFilterV2Attrs;
-    if (!isF32(x, dy)) return fallback('Conv3DBackpropFilterV2', stock, args);
-    const g = conv3dInfo(x.shape, a.filterShape, a);
-    const dims = dimsOf(g, 3, false, false);
-    if (!dims) return fallback('Conv3DBackpropFilterV2', stock, args);
-    return run(be, OP_BACKWARD_WEIGHTS, dims, [...a.filterShape], [x, dy]);
+/**
+ * A kernel that runs `plan`'s call in oneDNN; when plan returns null (a layout, dtype or option it does not
+ * take) or the geometry does not fit, the kernel registered before ours runs instead.
+ */
+function dnnlKernel<A>(name: string, plan: (inputs: Inputs, attrs: A) => Plan | null): (stock: Fallback) => KernelFunc {
+  return (stock) => (args) => {
+    const p = plan(args.inputs as Inputs, args.attrs as unknown as A);
+    if (p?.dims) return run(args.backend as BackendWasm, p.op, p.dims, p.outShape, p.operands);
+    if (!stock) throw new Error(`${name}: configuration not supported on wasm`);
+    return stock(args);
   };
 }
 
 const FACTORIES: Record<(typeof DNNL_KERNELS)[number], (stock: Fallback) => KernelFunc> = {
-  Conv2D: conv2d,
-  FusedConv2D: fusedConv2d,
-  Conv2DBackpropInput: conv2dBackpropInput,
-  Conv2DBackpropFilter: conv2dBackpropFilter,
-  Conv3D: conv3d,
-  Conv3DBackpropInputV2: conv3dBackpropInput,
-  Conv3DBackpropFilterV2: conv3dBackpropFilter,
+  Conv2D: dnnlKernel<tf.Conv2DAttrs>('Conv2D', ({ x, filter }, a) => {
+    if (!x || !filter || a.dataFormat === 'NCHW' || !isF32(x, filter)) return null;
+    const g = conv2dInfo(x.shape, filter.shape, a);
+    return { op: OP_FORWARD, dims: dimsOf(g, 2, false, false), outShape: [g.n, g.oh, g.ow, g.co], operands: [x, filter, null] };
+  }),
+  // Conv2D + bias + linear/ReLU (what tfjs layers run at inference); other activations go to the stock kernel.
+  FusedConv2D: dnnlKernel<tf.FusedConv2DAttrs>('FusedConv2D', ({ x, filter, bias, preluActivationWeights }, a) => {
+    const act = a.activation ?? 'linear';
+    if (!x || !filter || a.dataFormat === 'NCHW' || !isF32(x, filter, bias) || preluActivationWeights || (act !== 'linear' && act !== 'relu')) return null;
+    if (bias && tf.util.sizeFromShape(bias.shape) !== filter.shape[3]) return null;
+    const g = conv2dInfo(x.shape, filter.shape, a);
+    return { op: OP_FORWARD, dims: dimsOf(g, 2, Boolean(bias), act === 'relu'), outShape: [g.n, g.oh, g.ow, g.co], operands: [x, filter, bias ?? null] };
+  }),
+  Conv2DBackpropInput: dnnlKernel<tf.Conv2DBackpropInputAttrs>('Conv2DBackpropInput', ({ dy, filter }, a) => {
+    if (!dy || !filter || a.dataFormat === 'NCHW' || !isF32(dy, filter)) return null;
+    const g = conv2dInfo(a.inputShape, filter.shape, { ...a, dilations: 1 });
+    return { op: OP_BACKWARD_DATA, dims: dimsOf(g, 2, false, false), outShape: [...a.inputShape], operands: [dy, filter] };
+  }),
+  Conv2DBackpropFilter: dnnlKernel<tf.Conv2DBackpropFilterAttrs>('Conv2DBackpropFilter', ({ x, dy }, a) => {
+    if (!x || !dy || a.dataFormat === 'NCHW' || !isF32(x, dy)) return null;
+    const g = conv2dInfo(x.shape, a.filterShape, { ...a, dilations: 1 });
+    return { op: OP_BACKWARD_WEIGHTS, dims: dimsOf(g, 2, false, false), outShape: [...a.filterShape], operands: [x, dy] };
+  }),
+  Conv3D: dnnlKernel<tf.Conv3DAttrs>('Conv3D', ({ x, filter }, a) => {
+    if (!x || !filter || a.dataFormat === 'NCDHW' || !isF32(x, filter)) return null;
+    const g = conv3dInfo(x.shape, filter.shape, a);
+    return { op: OP_FORWARD, dims: dimsOf(g, 3, false, false), outShape: [g.n, g.od, g.oh, g.ow, g.co], operands: [x, filter, null] };
+  }),
+  Conv3DBackpropInputV2: dnnlKernel<tf.Conv3DBackpropInputV2Attrs>('Conv3DBackpropInputV2', ({ dy, filter }, a) => {
+    if (!dy || !filter || !isF32(dy, filter)) return null;
+    const g = conv3dInfo(a.inputShape, filter.shape, a);
+    return { op: OP_BACKWARD_DATA, dims: dimsOf(g, 3, false, false), outShape: [...a.inputShape], operands: [dy, filter] };
+  }),
+  Conv3DBackpropFilterV2: dnnlKernel<tf.Conv3DBackpropFilterV2Attrs>('Conv3DBackpropFilterV2', ({ x, dy }, a) => {
+    if (!x || !dy || !isF32(x, dy)) return null;
+    const g = conv3dInfo(x.shape, a.filterShape, a);
+    return { op: OP_BACKWARD_WEIGHTS, dims: dimsOf(g, 3, false, false), outShape: [...a.filterShape], operands: [x, dy] };
+  }),
 };
 
 /**
@@ -258,16 +210,6 @@ const FACTORIES: Record<(typeof DNNL_KERNELS)[number], (stock: Fallback) => Kern
 export function registerDnnlKernels(): DnnlStatus & { kernels: string[] } {
   const st = loadDnnl();
   if (!addon) return { ...st, kernels: [] };
-  for (const name of DNNL_KERNELS) {
-    const existing = tf.getKernel(name, 'wasm');
-    if (existing && (existing.kernelFunc as unknown as Record<symbol, unknown>)[MARK]) continue;
-    const kernelFunc = FACTORIES[name](existing?.kernelFunc);
-    (kernelFunc as unknown as Record<symbol, unknown>)[MARK] = true;
-    const config: tf.KernelConfig = { kernelName: name, backendName: 'wasm', kernelFunc };
-    // Stock kernels bind their C entry points in setupFunc; keep it so the fallback still works.
-    if (existing?.setupFunc) config.setupFunc = existing.setupFunc;
-    if (existing) tf.unregisterKernel(name, 'wasm');
-    tf.registerKernel(config);
-  }
+  registerWasmKernelsOver(DNNL_KERNELS, FACTORIES, MARK);
   return { ...st, kernels: [...DNNL_KERNELS] };
 }

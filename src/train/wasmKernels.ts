@@ -904,21 +904,28 @@ const FACTORIES: Record<(typeof WASM_TRAINING_KERNELS)[number], (stock: Fallback
 };
 
 /**
- * Registers the training kernels above for the 'wasm' backend and returns their names. Idempotent.
- * Works before or after the wasm backend is initialised: the stock kernels' setup functions (which bind
- * their C entry points) are kept on our configs, and our own kernels need no setup.
+ * Registers `factories[name](previous kernel)` for each name on 'wasm', replacing what is there; the
+ * replaced kernel is handed to the factory as its fallback. Kernels carrying `mark` are already ours and
+ * stay (idempotent, also across copies of this module). Works before or after the wasm backend is
+ * initialised: the stock kernels' setup functions (which bind their C entry points) are kept on our
+ * configs, so the fallbacks keep working, and our own kernels need no setup.
  */
-export function registerWasmTrainingKernels(): string[] {
-  for (const name of WASM_TRAINING_KERNELS) {
+export function registerWasmKernelsOver<N extends string>(names: readonly N[], factories: Record<N, (stock: Fallback) => KernelFunc>, mark: symbol): void {
+  for (const name of names) {
     const existing = tf.getKernel(name, 'wasm');
-    if (existing && (existing.kernelFunc as unknown as Record<symbol, unknown>)[MARK]) continue;
-    const kernelFunc = FACTORIES[name](existing?.kernelFunc);
-    (kernelFunc as unknown as Record<symbol, unknown>)[MARK] = true;
+    if (existing && (existing.kernelFunc as unknown as Record<symbol, unknown>)[mark]) continue;
+    const kernelFunc = factories[name](existing?.kernelFunc);
+    (kernelFunc as unknown as Record<symbol, unknown>)[mark] = true;
     const config: KernelConfig = { kernelName: name, backendName: 'wasm', kernelFunc };
     if (existing?.setupFunc) config.setupFunc = existing.setupFunc;
     // Unregister first: registerKernel would otherwise warn about the override.
     if (existing) tf.unregisterKernel(name, 'wasm');
     tf.registerKernel(config);
   }
+}
+
+/** Registers the training kernels above for the 'wasm' backend and returns their names. Idempotent. */
+export function registerWasmTrainingKernels(): string[] {
+  registerWasmKernelsOver(WASM_TRAINING_KERNELS, FACTORIES, MARK);
   return [...WASM_TRAINING_KERNELS];
 }
