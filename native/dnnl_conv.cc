@@ -2,13 +2,14 @@
 // tensors that stay where they are: in the wasm heap, channels last, filters as tfjs lays them out.
 //
 // JS calls conv(op, dims, heap, offsets, threads):
-//   op      0 forward (optional bias, optional ReLU), 1 backward data, 2 backward weights
+//   op      0 forward (optional bias, optional ReLU), 1 backward data, 2 backward weights,
+//           3 max pooling, 4 max-pooling gradient (window = filter dims, ci = co, dilations 1)
 //   dims    Int32Array [rank, n, ci, co, id, ih, iw, od, oh, ow, kd, kh, kw, sd, sh, sw,
 //                       dd, dh, dw, pfront, ptop, pleft, pback, pbottom, pright, hasBias, relu]
 //           (2D: rank 2 and every depth entry 1/0; dilations as tfjs counts them, 1 = none)
 //   heap    the wasm memory's ArrayBuffer
 //   offsets byte offsets into heap: op 0 [x, filter, bias or -1, y], op 1 [dy, filter, dx],
-//           op 2 [x, dy, dfilter]
+//           op 2 [x, dy, dfilter], op 3 [x, y], op 4 [x, dy, dx]
 //   threads OpenMP threads for this call (1 inside the data-parallel trainer pool)
 // Primitives are built once per shape and thread (the cache is thread_local: each Node worker thread
 // has its own), with weights in whatever layout oneDNN prefers; tfjs' [kd,]kh,kw,ci,co filters are
@@ -40,6 +41,11 @@ struct Entry {
   bool reorderWeights = false;
   primitive weightsReorder;  // user -> prim (ops 0, 1) or prim -> user (op 2)
   std::vector<float> weightsScratch;
+  // op 4: the forward pooling that records the argmax (workspace) the backward pass routes dy by.
+  primitive poolForward;
+  memory::desc workspace;
+  std::vector<uint8_t> workspaceData;
+  std::vector<float> pooledScratch;
 };
 
 struct ThreadState {
@@ -76,6 +82,26 @@ Entry build(int op, const Shape& s) {
   const memory::desc anyWeights(wei, dt::f32, tag::any);
   const bool withBias = op == 0 && s.bias;
   e.bias = withBias ? memory::desc({s.co}, dt::f32, tag::x) : memory::desc();
+
+  if (op >= 3) {
+    // Max pooling: padded positions never win (oneDNN treats them as -inf), like TF's 'same' pooling;
+    // the argmax is the first maximum of a window.
+    const memory::dims window = spatial(s, s.kd, s.kh, s.kw);
+    auto fwdDesc = pooling_forward::desc(op == 3 ? prop_kind::forward_inference : prop_kind::forward_training, algorithm::pooling_max,
+                                         e.src, e.dst, strides, window, padL, padR);
+    auto fwd = pooling_forward::primitive_desc(fwdDesc, st.eng);
+    if (op == 3) {
+      e.conv = pooling_forward(fwd);
+      return e;
+    }
+    e.poolForward = pooling_forward(fwd);
+    e.workspace = fwd.workspace_desc();
+    e.workspaceData.resize(e.workspace.get_size() + 1);
+    e.pooledScratch.resize(e.dst.get_size() / sizeof(float) + 1);
+    auto bwdDesc = pooling_backward::desc(algorithm::pooling_max, e.src, e.dst, strides, window, padL, padR);
+    e.conv = pooling_backward(pooling_backward::primitive_desc(bwdDesc, st.eng, fwd));
+    return e;
+  }
 
   primitive_attr attr;
   if (op == 0 && s.relu) {
@@ -137,7 +163,7 @@ napi_value Conv(napi_env env, napi_callback_info info) {
     napi_get_element(env, argv[3], i, &v);
     napi_get_value_double(env, v, &offs[i]);
   }
-  if (op < 0 || op > 2 || threads < 1) return fail(env, "conv: bad op or thread count");
+  if (op < 0 || op > 4 || threads < 1) return fail(env, "conv: bad op or thread count");
   Shape s;
   static_assert(sizeof(Shape) == kDims * sizeof(int), "Shape layout");
   std::memcpy(&s, dimsData, sizeof(Shape));
@@ -153,16 +179,28 @@ napi_value Conv(napi_env env, napi_callback_info info) {
     if (it == st.cache.end()) it = st.cache.emplace(key, build(op, s)).first;
     Entry& e = it->second;
     // Bounds: every operand must lie inside the heap.
-    const size_t need[4] = {op == 1 ? e.dst.get_size() : e.src.get_size(),
-                            op == 2 ? e.dst.get_size() : e.userWeights.get_size(),
-                            op == 0 ? (s.bias ? e.bias.get_size() : 0) : (op == 1 ? e.src.get_size() : e.userWeights.get_size()),
-                            op == 0 ? e.dst.get_size() : 0};
+    size_t need[4] = {0, 0, 0, 0};
+    switch (op) {
+      case 0: need[0] = e.src.get_size(); need[1] = e.userWeights.get_size(); need[2] = s.bias ? e.bias.get_size() : 0; need[3] = e.dst.get_size(); break;
+      case 1: need[0] = e.dst.get_size(); need[1] = e.userWeights.get_size(); need[2] = e.src.get_size(); break;
+      case 2: need[0] = e.src.get_size(); need[1] = e.dst.get_size(); need[2] = e.userWeights.get_size(); break;
+      case 3: need[0] = e.src.get_size(); need[1] = e.dst.get_size(); break;
+      default: need[0] = e.src.get_size(); need[1] = e.dst.get_size(); need[2] = e.src.get_size(); break;
+    }
     for (int i = 0; i < 4; i++) {
       if (need[i] == 0) continue;
       if (offs[i] < 0 || offs[i] + static_cast<double>(need[i]) > static_cast<double>(heapBytes)) return fail(env, "conv: operand outside the heap");
     }
     float* scratch = e.reorderWeights ? e.weightsScratch.data() : nullptr;
-    if (op == 0 || op == 1) {
+    if (op == 3) {
+      e.conv.execute(st.strm, {{DNNL_ARG_SRC, memory(e.src, st.eng, at(offs[0]))}, {DNNL_ARG_DST, memory(e.dst, st.eng, at(offs[1]))}});
+    } else if (op == 4) {
+      memory ws(e.workspace, st.eng, e.workspaceData.data());
+      e.poolForward.execute(st.strm, {{DNNL_ARG_SRC, memory(e.src, st.eng, at(offs[0]))},
+                                      {DNNL_ARG_DST, memory(e.dst, st.eng, e.pooledScratch.data())}, {DNNL_ARG_WORKSPACE, ws}});
+      e.conv.execute(st.strm, {{DNNL_ARG_DIFF_DST, memory(e.dst, st.eng, at(offs[1]))}, {DNNL_ARG_DIFF_SRC, memory(e.src, st.eng, at(offs[2]))},
+                               {DNNL_ARG_WORKSPACE, ws}});
+    } else if (op == 0 || op == 1) {
       memory user(e.userWeights, st.eng, at(offs[1]));
       memory w = user;
       if (e.reorderWeights) {

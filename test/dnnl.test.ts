@@ -6,7 +6,7 @@ import { selectBackend } from '../src/train/backend.js';
 import { DNNL_ADDON_PATH, DNNL_KERNELS, dnnlCallCount, loadDnnl, registerDnnlKernels, setDnnlThreads } from '../src/train/dnnlKernels.js';
 import { lazyNll } from '../src/train/loss.js';
 import { buildUNet } from '../src/train/models.js';
-import { expectWasmMatchesCpu, runOn, withGrads } from './tfCompare.js';
+import { expectMaxPool3dMatchesReference, expectWasmMatchesCpu, runOn, withGrads } from './tfCompare.js';
 
 // Where oneDNN's headers are installed (CI installs libdnnl-dev), `npm ci` must have built the addon:
 // a missing addon then fails here instead of silently skipping everything.
@@ -88,6 +88,42 @@ describe.skipIf(!built)('oneDNN convolutions on the wasm backend', () => {
     }
     await expectMatchesCpu(() => [tf.conv3d(rnd([1, 7, 7, 7, 2], 1) as tf.Tensor5D, rnd([3, 3, 3, 2, 2], 2) as tf.Tensor5D, 1, 'same', 'NDHWC', 2)], 1);
     await expectMatchesCpu(() => [tf.conv3dTranspose(rnd([1, 3, 4, 4, 6], 3) as tf.Tensor5D, rnd([2, 2, 2, 3, 6], 4) as tf.Tensor5D, [1, 6, 8, 8, 3], 2, 'same')], 1);
+  });
+
+  it('max pooling gradients (2D, 3D) and the 3D forward match cpu or a direct reference, ties going to the first maximum', async () => {
+    // 2D: tiling windows, a remainder the stride leaves, and 'same' windows cut by the trailing pad.
+    const cases2d: Array<[number[], number | [number, number], 'same' | 'valid']> = [
+      [[2, 8, 6, 3], 2, 'valid'],
+      [[1, 7, 9, 2], 2, 'valid'],
+      [[1, 6, 9, 2], [2, 3], 'same'],
+    ];
+    for (const [shape, size, pad] of cases2d) {
+      await expectMatchesCpu(() => {
+        const x = rnd(shape, 7);
+        const dy = rnd(tf.maxPool(x as tf.Tensor4D, size, size, pad).shape, 8);
+        return [tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(v as tf.Tensor4D, size, size, pad), dy)))(x)];
+      }, 1);
+    }
+    for (const size of [[1, 2, 2], [2, 2, 2]] as Array<[number, number, number]>) {
+      await expectMatchesCpu(() => {
+        const x = rnd([2, 4, 6, 6, 3], 7);
+        const y = tf.maxPool3d(x as tf.Tensor5D, size, size, 'valid');
+        const dy = rnd(y.shape, 8);
+        return [y, tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool3d(v as tf.Tensor5D, size, size, 'valid'), dy)))(x)];
+      }, 3); // y, the forward inside grad, the gradient
+    }
+    await tf.setBackend('wasm');
+    const calls = dnnlCallCount();
+    expectMaxPool3dMatchesReference([1, 4, 6, 6, 2], [2, 3, 1], 'valid');
+    expectMaxPool3dMatchesReference([1, 5, 7, 6, 2], [2, 3, 2], 'same');
+    expect(dnnlCallCount() - calls).toBe(6);
+    // All-zero windows (common after ReLU): the whole gradient goes to each window's first pixel.
+    const [g2, g3] = tf.tidy(() => [
+      Array.from(tf.grad((v: tf.Tensor) => tf.sum(tf.maxPool(v as tf.Tensor4D, 2, 2, 'valid')))(tf.zeros([1, 4, 4, 1])).dataSync()),
+      Array.from(tf.grad((v: tf.Tensor) => tf.sum(tf.maxPool3d(v as tf.Tensor5D, 2, 2, 'valid')))(tf.zeros([1, 2, 2, 2, 1])).dataSync()),
+    ]);
+    expect(g2).toEqual([1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0]);
+    expect(g3).toEqual([1, 0, 0, 0, 0, 0, 0, 0]);
   });
 
   it('gives the same results with 1 and 2 threads per convolution', async () => {

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { buildUNet, checkPatchShape, modelSummary, requiredMultiples, type UNetConfig } from '../src/train/models.js';
 import { registerWasmTrainingKernels, setIm2colChunkFloats, WASM_TRAINING_KERNELS } from '../src/train/wasmKernels.js';
 import { selectBackend } from '../src/train/backend.js';
-import { expectWasmMatchesCpu, withGrads } from './tfCompare.js';
+import { expectMaxPool3dMatchesReference, expectWasmMatchesCpu, withGrads } from './tfCompare.js';
 
 // This file checks the wasm (XNNPACK + JS) kernels, so the oneDNN ones, which would replace the
 // convolutions where the native addon is built, stay off here; test/dnnl.test.ts checks those.
@@ -228,36 +228,7 @@ describe('wasm training kernels', () => {
       [[1, 5, 7, 6, 2], [2, 3, 2], 'same'],
     ];
     await tf.setBackend('wasm');
-    for (const [shape, size, pad] of cases) {
-      const [xv, dyv, yv, gv, outShape] = tf.tidy(() => {
-        const x = rnd(shape, 7);
-        const y = tf.maxPool3d(x as tf.Tensor5D, size, size, pad);
-        const dy = rnd(y.shape, 8);
-        const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool3d(v as tf.Tensor5D, size, size, pad), dy)))(x);
-        return [x.dataSync(), dy.dataSync(), y.dataSync(), g.dataSync(), y.shape] as const;
-      });
-      const [, D, H, W, C] = shape as [number, number, number, number, number];
-      const [, OD, OH, OW] = outShape as number[] as [number, number, number, number];
-      // TF 'same': total pad = max((out-1)*stride + size - in, 0), the smaller half in front.
-      const front = [D, H, W].map((n, i) => Math.floor(Math.max(([OD, OH, OW][i]! - 1) * size[i]! + size[i]! - n, 0) / 2));
-      const refY = new Float32Array(yv.length);
-      const refG = new Float32Array(xv.length);
-      let o = 0;
-      for (let z = 0; z < OD; z++) for (let y = 0; y < OH; y++) for (let x = 0; x < OW; x++) for (let c = 0; c < C; c++, o++) {
-        let best = -Infinity;
-        let arg = -1;
-        for (let a = 0; a < size[0]; a++) for (let b = 0; b < size[1]; b++) for (let d = 0; d < size[2]; d++) {
-          const [iz, iy, ix] = [z * size[0] + a - front[0]!, y * size[1] + b - front[1]!, x * size[2] + d - front[2]!];
-          if (iz < 0 || iz >= D || iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-          const i = ((iz * H + iy) * W + ix) * C + c;
-          if (xv[i]! > best) [best, arg] = [xv[i]!, i];
-        }
-        refY[o] = best;
-        refG[arg] += dyv[o]!;
-      }
-      expect(Array.from(yv)).toEqual(Array.from(refY));
-      Array.from(gv).forEach((g, i) => expect(g).toBeCloseTo(refG[i]!, 5));
-    }
+    for (const [shape, size, pad] of cases) expectMaxPool3dMatchesReference(shape, size, pad);
   });
 
   it('Slice / SplitV / Sum match cpu', async () => {

@@ -41,3 +41,40 @@ export function withGrads(op: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, a: tf.T
   const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(op(p, q), dy)))([a, b]);
   return [y, da!, db!];
 }
+
+/**
+ * maxPool3d and its gradient on the current backend against a direct implementation (TF semantics:
+ * 'same' pads with the smaller half in front, padded positions never win, dy goes to the first maximum).
+ * The cpu backend's MaxPool3DGrad misroutes gradients when the window sizes differ between axes or 'same'
+ * pads unevenly (checked against finite differences), hence a reference instead of cpu.
+ */
+export function expectMaxPool3dMatchesReference(shape: number[], size: [number, number, number], pad: 'same' | 'valid'): void {
+  const rnd = (s: number[], seed: number) => tf.randomUniform(s, -1, 1, 'float32', seed);
+  const [xv, dyv, yv, gv, outShape] = tf.tidy(() => {
+    const x = rnd(shape, 7);
+    const y = tf.maxPool3d(x as tf.Tensor5D, size, size, pad);
+    const dy = rnd(y.shape, 8);
+    const g = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool3d(v as tf.Tensor5D, size, size, pad), dy)))(x);
+    return [x.dataSync(), dy.dataSync(), y.dataSync(), g.dataSync(), y.shape] as const;
+  });
+  const [, D, H, W, C] = shape as [number, number, number, number, number];
+  const [, OD, OH, OW] = outShape as number[] as [number, number, number, number];
+  const front = [D, H, W].map((n, i) => Math.floor(Math.max(([OD, OH, OW][i]! - 1) * size[i]! + size[i]! - n, 0) / 2));
+  const refY = new Float32Array(yv.length);
+  const refG = new Float32Array(xv.length);
+  let o = 0;
+  for (let z = 0; z < OD; z++) for (let y = 0; y < OH; y++) for (let x = 0; x < OW; x++) for (let c = 0; c < C; c++, o++) {
+    let best = -Infinity;
+    let arg = -1;
+    for (let a = 0; a < size[0]; a++) for (let b = 0; b < size[1]; b++) for (let d = 0; d < size[2]; d++) {
+      const [iz, iy, ix] = [z * size[0] + a - front[0]!, y * size[1] + b - front[1]!, x * size[2] + d - front[2]!];
+      if (iz < 0 || iz >= D || iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+      const i = ((iz * H + iy) * W + ix) * C + c;
+      if (xv[i]! > best) [best, arg] = [xv[i]!, i];
+    }
+    refY[o] = best;
+    refG[arg] += dyv[o]!;
+  }
+  expect(Array.from(yv)).toEqual(Array.from(refY));
+  Array.from(gv).forEach((g, i) => expect(g).toBeCloseTo(refG[i]!, 5));
+}

@@ -1,4 +1,4 @@
-/** Convolution kernels for the wasm backend run natively by oneDNN (the optional `native/` addon), in place on the wasm heap; wasm/XNNPACK stays the fallback. */
+/** Convolution and max-pooling kernels for the wasm backend run natively by oneDNN (the optional `native/` addon), in place on the wasm heap; the wasm kernels stay the fallback. */
 //
 // Why: 77-88% of a wasm training step is convolution, and XNNPACK's 128-bit wasm SIMD reaches ~25 GFLOP/s
 // per core where oneDNN (what PyTorch's CPU convolutions run on) reaches ~100 with AVX-512 FMA. The
@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { packageFile } from '../packageRoot.js';
-import { alloc, geomFrom2D, geomFrom3D, heapBuffer, registerWasmKernelsOver, type Fallback, type Geom } from './wasmKernels.js';
+import { alloc, geomFrom2D, geomFrom3D, heapBuffer, pool3dInfo, registerWasmKernelsOver, type Fallback, type Geom } from './wasmKernels.js';
 
 type TensorInfo = tf.TensorInfo;
 type KernelFunc = tf.KernelFunc;
@@ -31,11 +31,16 @@ export const DNNL_KERNELS = [
   'Conv3D',
   'Conv3DBackpropInputV2',
   'Conv3DBackpropFilterV2',
+  'MaxPoolGrad',
+  'MaxPool3D',
+  'MaxPool3DGrad',
 ] as const;
 
 const OP_FORWARD = 0;
 const OP_BACKWARD_DATA = 1;
 const OP_BACKWARD_WEIGHTS = 2;
+const OP_MAX_POOL = 3;
+const OP_MAX_POOL_GRAD = 4;
 const MARK = Symbol.for('lazylabel.dnnlKernel');
 
 export interface DnnlStatus {
@@ -199,6 +204,24 @@ const FACTORIES: Record<(typeof DNNL_KERNELS)[number], (stock: Fallback) => Kern
     if (!x || !dy || !isF32(x, dy)) return null;
     const g = conv3dInfo(x.shape, a.filterShape, a);
     return { op: OP_BACKWARD_WEIGHTS, dims: dimsOf(g, 3, false, false), outShape: [...a.filterShape], operands: [x, dy] };
+  }),
+  // Max pooling and its gradients (the 2D forward stays XNNPACK's, which is as fast): oneDNN reruns the
+  // forward pass to record the argmax, then routes dy; the JS kernels were ~20x slower.
+  MaxPoolGrad: dnnlKernel<tf.MaxPoolGradAttrs>('MaxPoolGrad', ({ dy, input }, a) => {
+    if (!dy || !input || !isF32(dy, input)) return null;
+    const g = geomFrom2D(tf.backend_util.computePool2DInfo(
+      input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode));
+    return { op: OP_MAX_POOL_GRAD, dims: dimsOf(g, 2, false, false), outShape: [...input.shape], operands: [input, dy] };
+  }),
+  MaxPool3D: dnnlKernel<tf.MaxPool3DAttrs>('MaxPool3D', ({ x }, a) => {
+    if (!x || a.dataFormat === 'NCDHW' || !isF32(x)) return null;
+    const g = pool3dInfo(x, a);
+    return { op: OP_MAX_POOL, dims: dimsOf(g, 3, false, false), outShape: [g.n, g.od, g.oh, g.ow, g.co], operands: [x] };
+  }),
+  MaxPool3DGrad: dnnlKernel<tf.MaxPool3DGradAttrs>('MaxPool3DGrad', ({ dy, input }, a) => {
+    if (!dy || !input || !isF32(dy, input)) return null;
+    const g = pool3dInfo(input, a);
+    return { op: OP_MAX_POOL_GRAD, dims: dimsOf(g, 3, false, false), outShape: [...input.shape], operands: [input, dy] };
   }),
 };
 

@@ -552,7 +552,7 @@ function conv3dBackpropInput(stock: Fallback): KernelFunc {
 }
 
 /** Window geometry of a channels-last 3D pooling. */
-function pool3dInfo(x: TensorInfo, a: { filterSize: [number, number, number] | number; strides: [number, number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' }): Geom {
+export function pool3dInfo(x: TensorInfo, a: { filterSize: [number, number, number] | number; strides: [number, number, number] | number; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' }): Geom {
   const info = tf.backend_util.computePool3DInfo(
     x.shape as [number, number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode, 'NDHWC');
   return geomFrom3D(info);
@@ -630,29 +630,33 @@ function maxPoolGradTiled(F: Float32Array, g: Geom, xOff: number, dyOff: number,
   const c = g.ci;
   const rowStride = g.w * c;
   const planeStride = g.h * rowStride;
+  // Per window: the running max and its position per channel, updated one contiguous channel run at a
+  // time (the window's pixels in kd, kh, kw order, so ties go to the first, as in the general path).
+  const best = new Float32Array(c);
+  const arg = new Int32Array(c);
   let o = dyOff;
   for (let b = 0; b < g.n; b++) {
     for (let zo = 0; zo < g.od; zo++) {
       for (let yo = 0; yo < g.oh; yo++) {
         let base = xOff + (((b * g.d + zo * g.fd) * g.h + yo * g.fh) * g.w) * c;
         for (let xo = 0; xo < g.ow; xo++, o += c, base += g.fw * c) {
-          for (let k = 0; k < c; k++) {
-            let best = -Infinity;
-            let arg = -1;
-            for (let kd = 0; kd < g.fd; kd++) {
-              for (let kh = 0; kh < g.fh; kh++) {
-                let p = base + kd * planeStride + kh * rowStride + k;
-                for (let kw = 0; kw < g.fw; kw++, p += c) {
-                  const v = F[p]!;
-                  if (v > best) {
-                    best = v;
-                    arg = p;
+          best.fill(-Infinity);
+          arg.fill(-1);
+          for (let kd = 0; kd < g.fd; kd++) {
+            for (let kh = 0; kh < g.fh; kh++) {
+              let p = base + kd * planeStride + kh * rowStride;
+              for (let kw = 0; kw < g.fw; kw++, p += c) {
+                for (let k = 0; k < c; k++) {
+                  const v = F[p + k]!;
+                  if (v > best[k]!) {
+                    best[k] = v;
+                    arg[k] = p + k;
                   }
                 }
               }
             }
-            if (arg >= 0) F[arg + dxShift] = F[o + k]!;
           }
+          for (let k = 0; k < c; k++) if (arg[k]! >= 0) F[arg[k]! + dxShift] = F[o + k]!;
         }
       }
     }
