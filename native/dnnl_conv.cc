@@ -1,5 +1,6 @@
-// Convolutions for tfjs' wasm backend run by oneDNN (the library PyTorch's CPU convolutions use), on
-// tensors that stay where they are: in the wasm heap, channels last, filters as tfjs lays them out.
+// Convolutions and max pooling for tfjs' wasm backend run by oneDNN (the library PyTorch's CPU
+// convolutions use), plus strided row copies (Concat/SplitV), on tensors that stay where they are: in
+// the wasm heap, channels last, filters as tfjs lays them out.
 //
 // JS calls conv(op, dims, heap, offsets, threads):
 //   op      0 forward (optional bias, optional ReLU), 1 backward data, 2 backward weights,
@@ -233,6 +234,41 @@ napi_value Conv(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// copyRows(heap, jobs): jobs is a Float64Array of [dst, dstStride, src, srcStride, rowBytes, rows] groups
+// (bytes): strided row copies inside the heap, what Concat and SplitV are made of. memcpy, no oneDNN.
+napi_value CopyRows(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2) return fail(env, "copyRows(heap, jobs)");
+  void* heapData = nullptr;
+  size_t heapBytes = 0;
+  if (napi_get_arraybuffer_info(env, argv[0], &heapData, &heapBytes) != napi_ok) return fail(env, "copyRows: heap must be an ArrayBuffer");
+  napi_typedarray_type tt;
+  size_t len = 0;
+  void* jobsData = nullptr;
+  if (napi_get_typedarray_info(env, argv[1], &tt, &len, &jobsData, nullptr, nullptr) != napi_ok || tt != napi_float64_array || len % 6 != 0)
+    return fail(env, "copyRows: jobs must be a Float64Array of 6-tuples");
+  const double* jobs = static_cast<const double*>(jobsData);
+  char* heap = static_cast<char*>(heapData);
+  const double limit = static_cast<double>(heapBytes);
+  for (size_t j = 0; j < len; j += 6) {
+    const double dst = jobs[j], dstStride = jobs[j + 1], src = jobs[j + 2], srcStride = jobs[j + 3], rowBytes = jobs[j + 4], rows = jobs[j + 5];
+    if (rows <= 0 || rowBytes <= 0) continue;
+    if (dst < 0 || src < 0 || dstStride < rowBytes || srcStride < rowBytes || dst + (rows - 1) * dstStride + rowBytes > limit ||
+        src + (rows - 1) * srcStride + rowBytes > limit)
+      return fail(env, "copyRows: a row lies outside the heap");
+    const size_t n = static_cast<size_t>(rowBytes), ds = static_cast<size_t>(dstStride), ss = static_cast<size_t>(srcStride);
+    char* d = heap + static_cast<size_t>(dst);
+    const char* s = heap + static_cast<size_t>(src);
+    if (ds == n && ss == n) {
+      std::memmove(d, s, n * static_cast<size_t>(rows));
+      continue;
+    }
+    for (size_t r = 0, nr = static_cast<size_t>(rows); r < nr; r++, d += ds, s += ss) std::memmove(d, s, n);
+  }
+  return nullptr;
+}
+
 napi_value Version(napi_env env, napi_callback_info) {
   const dnnl_version_t* v = dnnl_version();
   std::string text = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
@@ -247,6 +283,8 @@ NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "conv", NAPI_AUTO_LENGTH, Conv, nullptr, &fn);
   napi_set_named_property(env, exports, "conv", fn);
+  napi_create_function(env, "copyRows", NAPI_AUTO_LENGTH, CopyRows, nullptr, &fn);
+  napi_set_named_property(env, exports, "copyRows", fn);
   napi_create_function(env, "version", NAPI_AUTO_LENGTH, Version, nullptr, &fn);
   napi_set_named_property(env, exports, "version", fn);
   return exports;

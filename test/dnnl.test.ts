@@ -126,6 +126,24 @@ describe.skipIf(!built)('oneDNN convolutions on the wasm backend', () => {
     expect(g3).toEqual([1, 0, 0, 0, 0, 0, 0, 0]);
   });
 
+  it('Concat / SplitV are row copies matching cpu (any axis, int32, empty pieces); bool falls back', async () => {
+    const calls = await expectWasmMatchesCpu(() => [
+      tf.concat([rnd([2, 3, 4, 5], 1), rnd([2, 3, 4, 7], 2)], -1),
+      tf.concat([rnd([2, 3, 4], 1), rnd([2, 1, 4], 2), rnd([2, 5, 4], 3)], 1),
+      tf.concat([rnd([1, 6], 1), rnd([3, 6], 2)], 0),
+      tf.concat([tf.range(0, 12, 1, 'int32').reshape([3, 4]), tf.range(5, 8, 1, 'int32').reshape([3, 1]), tf.zeros([3, 0], 'int32')], 1),
+      ...tf.split(rnd([2, 3, 4, 12], 4), [5, 0, 7], -1),
+      ...tf.split(rnd([4, 6, 2], 5), 3, 1),
+      ...tf.split(tf.range(0, 24, 1, 'int32').reshape([4, 6]), [1, 3], 0),
+    ], dnnlCallCount);
+    expect(calls).toBe(7);
+    await tf.setBackend('wasm');
+    const before = dnnlCallCount();
+    const b = tf.tidy(() => Array.from(tf.concat([tf.tensor1d([true, false], 'bool'), tf.tensor1d([true], 'bool')]).dataSync()));
+    expect(b).toEqual([1, 0, 1]);
+    expect(dnnlCallCount()).toBe(before);
+  });
+
   it('gives the same results with 1 and 2 threads per convolution', async () => {
     const f = () => withGrads((x, w) => tf.conv3d(x as tf.Tensor5D, w as tf.Tensor5D, 1, 'same'), rnd([2, 6, 16, 16, 8], 1), rnd([3, 3, 3, 8, 8], 2));
     const prev = setDnnlThreads(1);

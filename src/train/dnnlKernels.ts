@@ -1,4 +1,4 @@
-/** Convolution and max-pooling kernels for the wasm backend run natively by oneDNN (the optional `native/` addon), in place on the wasm heap; the wasm kernels stay the fallback. */
+/** Kernels for the wasm backend run natively by the optional `native/` addon, in place on the wasm heap: convolutions and max pooling in oneDNN, Concat/SplitV as row copies; the wasm kernels stay the fallback. */
 //
 // Why: 77-88% of a wasm training step is convolution, and XNNPACK's 128-bit wasm SIMD reaches ~25 GFLOP/s
 // per core where oneDNN (what PyTorch's CPU convolutions run on) reaches ~100 with AVX-512 FMA. The
@@ -19,6 +19,8 @@ type KernelFunc = tf.KernelFunc;
 /** What the addon exports (native/dnnl_conv.cc). */
 interface DnnlAddon {
   conv(op: number, dims: Int32Array, heap: ArrayBufferLike, offsets: number[], threads: number): void;
+  /** Strided row copies in the heap: [dst, dstStride, src, srcStride, rowBytes, rows] per job, in bytes. */
+  copyRows(heap: ArrayBufferLike, jobs: Float64Array): void;
   version(): string;
 }
 
@@ -34,6 +36,8 @@ export const DNNL_KERNELS = [
   'MaxPoolGrad',
   'MaxPool3D',
   'MaxPool3DGrad',
+  'Concat',
+  'SplitV',
 ] as const;
 
 const OP_FORWARD = 0;
@@ -55,7 +59,7 @@ let status: DnnlStatus | null = null;
 /** OpenMP threads per convolution: all cores for one training thread, 1 per thread in the data-parallel pool. */
 let threads = Math.max(1, os.availableParallelism());
 
-/** Convolutions oneDNN ran on this thread (the tests check that the kernels did not fall back). */
+/** Native kernel calls on this thread (the tests check that the kernels did not fall back). */
 let calls = 0;
 export function dnnlCallCount(): number {
   return calls;
@@ -161,9 +165,71 @@ function dnnlKernel<A>(name: string, plan: (inputs: Inputs, attrs: A) => Plan | 
   return (stock) => (args) => {
     const p = plan(args.inputs as Inputs, args.attrs as unknown as A);
     if (p?.dims) return run(args.backend as BackendWasm, p.op, p.dims, p.outShape, p.operands);
-    if (!stock) throw new Error(`${name}: configuration not supported on wasm`);
-    return stock(args);
+    return fallbackTo(name, stock, args);
   };
+}
+
+/** 4-byte element types, which the row copies handle (bool, string and complex go to the fallback). */
+const isWord = (t: TensorInfo): boolean => t.dtype === 'float32' || t.dtype === 'int32';
+
+/**
+ * Concat as one strided row copy per input (each input is [outer, inner_i] inside the output's
+ * [outer, sum inner]). The skip connections' channel concatenations were ~10% of a net2d step in wasm.
+ */
+function concat(stock: Fallback): KernelFunc {
+  return (args) => {
+    const xs = args.inputs as unknown as TensorInfo[];
+    const a = args.attrs as unknown as tf.ConcatAttrs;
+    if (xs.length < 2 || !xs.every((t) => isWord(t) && t.dtype === xs[0]!.dtype)) return fallbackTo('Concat', stock, args);
+    const be = args.backend as BackendWasm;
+    const axis = tf.util.parseAxisParam(a.axis, xs[0]!.shape)[0]!;
+    const outShape = tf.backend_util.computeOutShape(xs.map((t) => t.shape), axis);
+    const out = be.makeOutput(outShape, xs[0]!.dtype);
+    const outer = tf.util.sizeFromShape(outShape.slice(0, axis));
+    const outRow = tf.util.sizeFromShape(outShape.slice(axis)) * 4;
+    const jobs = new Float64Array(6 * xs.length);
+    let col = byteOff(be, out);
+    xs.forEach((t, i) => {
+      const row = tf.util.sizeFromShape(t.shape.slice(axis)) * 4;
+      if (row > 0) jobs.set([col, outRow, byteOff(be, t), row, row, outer], 6 * i);
+      col += row;
+    });
+    addon!.copyRows(heapBuffer(be), jobs);
+    calls++;
+    return out;
+  };
+}
+
+/** SplitV (the gradient of every Concat) as one strided row copy per piece. */
+function splitV(stock: Fallback): KernelFunc {
+  return (args) => {
+    const x = (args.inputs as { x: TensorInfo }).x;
+    if (!isWord(x)) return fallbackTo('SplitV', stock, args);
+    const a = args.attrs as unknown as tf.SplitVAttrs;
+    const be = args.backend as BackendWasm;
+    const axis = tf.util.parseAxisParam(a.axis, x.shape)[0]!;
+    const sizes = tf.backend_util.prepareSplitSize(x, a.numOrSizeSplits, axis);
+    const outer = tf.util.sizeFromShape(x.shape.slice(0, axis));
+    const inner = tf.util.sizeFromShape(x.shape.slice(axis + 1)) * 4;
+    const inRow = x.shape[axis]! * inner;
+    // All outputs first: an allocation can move the heap, so offsets are taken afterwards.
+    const outs = sizes.map((sz) => be.makeOutput(x.shape.map((d, i) => (i === axis ? sz : d)), x.dtype));
+    const jobs = new Float64Array(6 * outs.length);
+    let col = byteOff(be, x);
+    outs.forEach((o, i) => {
+      const row = sizes[i]! * inner;
+      if (row > 0) jobs.set([byteOff(be, o), row, col, inRow, row, outer], 6 * i);
+      col += row;
+    });
+    addon!.copyRows(heapBuffer(be), jobs);
+    calls++;
+    return outs;
+  };
+}
+
+function fallbackTo(name: string, stock: Fallback, args: Parameters<KernelFunc>[0]): ReturnType<KernelFunc> {
+  if (!stock) throw new Error(`${name}: configuration not supported on wasm`);
+  return stock(args);
 }
 
 const FACTORIES: Record<(typeof DNNL_KERNELS)[number], (stock: Fallback) => KernelFunc> = {
@@ -223,6 +289,8 @@ const FACTORIES: Record<(typeof DNNL_KERNELS)[number], (stock: Fallback) => Kern
     const g = pool3dInfo(input, a);
     return { op: OP_MAX_POOL_GRAD, dims: dimsOf(g, 3, false, false), outShape: [...input.shape], operands: [input, dy] };
   }),
+  Concat: concat,
+  SplitV: splitV,
 };
 
 /**
