@@ -5,7 +5,7 @@
       "sources": ["dnnl_conv.cc"],
       "libraries": ["-ldnnl", "-fopenmp"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
-      "cflags_cc": ["-std=c++17", "-O2", "-fexceptions", "-fopenmp"]
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-fopenmp"]
     }
   ]
 }

@@ -1,6 +1,6 @@
 // Convolutions and max pooling for tfjs' wasm backend run by oneDNN (the library PyTorch's CPU
 // convolutions use), plus strided row copies (Concat/SplitV), on tensors that stay where they are: in
-// the wasm heap, channels last, filters as tfjs lays them out.
+// the wasm heap, channels last, filters as tfjs lays them out; and the bias gradients' row sums.
 //
 // JS calls conv(op, dims, heap, offsets, threads):
 //   op      0 forward (optional bias, optional ReLU), 1 backward data, 2 backward weights,
@@ -269,6 +269,34 @@ napi_value CopyRows(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// sumRows(heap, src, rows, cols, dst): dst[c] = sum over r of src[r * cols + c] (float32 in and out, byte
+// offsets), accumulated in double: the bias gradients, i.e. Sum over all but the channel axis.
+napi_value SumRows(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 5) return fail(env, "sumRows(heap, src, rows, cols, dst)");
+  void* heapData = nullptr;
+  size_t heapBytes = 0;
+  if (napi_get_arraybuffer_info(env, argv[0], &heapData, &heapBytes) != napi_ok) return fail(env, "sumRows: heap must be an ArrayBuffer");
+  double src = 0, rows = 0, cols = 0, dst = 0;
+  napi_get_value_double(env, argv[1], &src);
+  napi_get_value_double(env, argv[2], &rows);
+  napi_get_value_double(env, argv[3], &cols);
+  napi_get_value_double(env, argv[4], &dst);
+  const double limit = static_cast<double>(heapBytes);
+  if (src < 0 || dst < 0 || rows < 0 || cols < 1 || src + rows * cols * 4 > limit || dst + cols * 4 > limit)
+    return fail(env, "sumRows: operand outside the heap");
+  const size_t nr = static_cast<size_t>(rows), nc = static_cast<size_t>(cols);
+  const float* in = reinterpret_cast<const float*>(static_cast<char*>(heapData) + static_cast<size_t>(src));
+  std::vector<double> acc(nc, 0.0);
+  for (size_t r = 0; r < nr; r++, in += nc) {
+    for (size_t c = 0; c < nc; c++) acc[c] += in[c];
+  }
+  float* out = reinterpret_cast<float*>(static_cast<char*>(heapData) + static_cast<size_t>(dst));
+  for (size_t c = 0; c < nc; c++) out[c] = static_cast<float>(acc[c]);
+  return nullptr;
+}
+
 napi_value Version(napi_env env, napi_callback_info) {
   const dnnl_version_t* v = dnnl_version();
   std::string text = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
@@ -283,6 +311,8 @@ NAPI_MODULE_INIT() {
   napi_value fn;
   napi_create_function(env, "conv", NAPI_AUTO_LENGTH, Conv, nullptr, &fn);
   napi_set_named_property(env, exports, "conv", fn);
+  napi_create_function(env, "sumRows", NAPI_AUTO_LENGTH, SumRows, nullptr, &fn);
+  napi_set_named_property(env, exports, "sumRows", fn);
   napi_create_function(env, "copyRows", NAPI_AUTO_LENGTH, CopyRows, nullptr, &fn);
   napi_set_named_property(env, exports, "copyRows", fn);
   napi_create_function(env, "version", NAPI_AUTO_LENGTH, Version, nullptr, &fn);

@@ -144,6 +144,15 @@ describe.skipIf(!built)('oneDNN convolutions on the wasm backend', () => {
     expect(dnnlCallCount()).toBe(before);
   });
 
+  it('Sum over leading axes (bias gradients) matches cpu natively; other reductions fall back', async () => {
+    expect(await expectWasmMatchesCpu(() => [
+      tf.sum(rnd([4, 16, 16, 8], 1), [0, 1, 2]),
+      tf.sum(rnd([2, 3, 5], 2), 0, true),
+      tf.sum(rnd([3, 7], 3), [0]),
+    ], dnnlCallCount)).toBe(3);
+    expect(await expectWasmMatchesCpu(() => [tf.sum(rnd([3, 4, 5], 1)), tf.sum(rnd([3, 4, 5], 2), 1), tf.sum(tf.range(0, 6, 1, 'int32').reshape([2, 3]), 0)], dnnlCallCount)).toBe(0);
+  });
+
   it('gives the same results with 1 and 2 threads per convolution', async () => {
     const f = () => withGrads((x, w) => tf.conv3d(x as tf.Tensor5D, w as tf.Tensor5D, 1, 'same'), rnd([2, 6, 16, 16, 8], 1), rnd([3, 3, 3, 8, 8], 2));
     const prev = setDnnlThreads(1);

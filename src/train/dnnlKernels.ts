@@ -1,4 +1,4 @@
-/** Kernels for the wasm backend run natively by the optional `native/` addon, in place on the wasm heap: convolutions and max pooling in oneDNN, Concat/SplitV as row copies; the wasm kernels stay the fallback. */
+/** Kernels for the wasm backend run natively by the optional `native/` addon, in place on the wasm heap: convolutions and max pooling in oneDNN, Concat/SplitV as row copies, bias-gradient sums; the wasm kernels stay the fallback. */
 //
 // Why: 77-88% of a wasm training step is convolution, and XNNPACK's 128-bit wasm SIMD reaches ~25 GFLOP/s
 // per core where oneDNN (what PyTorch's CPU convolutions run on) reaches ~100 with AVX-512 FMA. The
@@ -21,6 +21,8 @@ interface DnnlAddon {
   conv(op: number, dims: Int32Array, heap: ArrayBufferLike, offsets: number[], threads: number): void;
   /** Strided row copies in the heap: [dst, dstStride, src, srcStride, rowBytes, rows] per job, in bytes. */
   copyRows(heap: ArrayBufferLike, jobs: Float64Array): void;
+  /** dst[c] = sum over rows of src[r, c], float32, byte offsets. */
+  sumRows(heap: ArrayBufferLike, src: number, rows: number, cols: number, dst: number): void;
   version(): string;
 }
 
@@ -38,6 +40,7 @@ export const DNNL_KERNELS = [
   'MaxPool3DGrad',
   'Concat',
   'SplitV',
+  'Sum',
 ] as const;
 
 const OP_FORWARD = 0;
@@ -227,6 +230,25 @@ function splitV(stock: Fallback): KernelFunc {
   };
 }
 
+/** Sum over the leading axes of a float32 tensor (every bias gradient) natively; other reductions fall back. */
+function sum(stock: Fallback): KernelFunc {
+  return (args) => {
+    const x = (args.inputs as { x: TensorInfo }).x;
+    const a = args.attrs as unknown as tf.SumAttrs;
+    const rank = x.shape.length;
+    const axes = [...new Set(tf.util.parseAxisParam(a.axis, x.shape))].sort((p, q) => p - q);
+    const k = axes.length;
+    if (x.dtype !== 'float32' || k === 0 || k >= rank || !axes.every((ax, i) => ax === i)) return fallbackTo('Sum', stock, args);
+    const be = args.backend as BackendWasm;
+    const cols = tf.util.sizeFromShape(x.shape.slice(k));
+    const rows = tf.util.sizeFromShape(x.shape.slice(0, k));
+    const out = be.makeOutput(a.keepDims ? [...new Array<number>(k).fill(1), ...x.shape.slice(k)] : x.shape.slice(k), 'float32');
+    if (cols > 0) addon!.sumRows(heapBuffer(be), byteOff(be, x), rows, cols, byteOff(be, out));
+    calls++;
+    return out;
+  };
+}
+
 function fallbackTo(name: string, stock: Fallback, args: Parameters<KernelFunc>[0]): ReturnType<KernelFunc> {
   if (!stock) throw new Error(`${name}: configuration not supported on wasm`);
   return stock(args);
@@ -291,6 +313,7 @@ const FACTORIES: Record<(typeof DNNL_KERNELS)[number], (stock: Fallback) => Kern
   }),
   Concat: concat,
   SplitV: splitV,
+  Sum: sum,
 };
 
 /**
