@@ -25,6 +25,7 @@ afterAll(async () => {
 describe('selectBackend', () => {
   it("'cpu' activates the cpu backend", async () => {
     const sel = await selectBackend('cpu');
+    expect(sel.nativeKernels).toBeNull();
     expect(sel.name).toBe('cpu');
     expect(sel.tf.getBackend()).toBe('cpu');
     expect(tf.getBackend()).toBe('cpu');

@@ -33,6 +33,7 @@ describe.skipIf(!built)('oneDNN convolutions on the wasm backend', () => {
   beforeAll(async () => {
     const sel = await selectBackend('wasm');
     expect(sel.detail).toMatch(/convolutions by oneDNN \d+\.\d+\.\d+ \(native\)/);
+    expect(sel.nativeKernels).toEqual({ library: 'oneDNN', version: expect.stringMatching(/^\d+\.\d+\.\d+$/), kernels: [...DNNL_KERNELS] });
   });
 
   afterAll(async () => {

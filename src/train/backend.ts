@@ -23,6 +23,15 @@ export interface SelectedBackend {
   detail: string;
   /** Use this namespace for everything afterwards (see selectBackend). */
   tf: Tf;
+  /** The native kernels in use on the wasm backend (the oneDNN addon), or null: none built, turned off, or another backend. */
+  nativeKernels: NativeKernels | null;
+}
+
+/** What the native addon runs (src/train/dnnlKernels.ts). */
+export interface NativeKernels {
+  library: 'oneDNN';
+  version: string;
+  kernels: string[];
 }
 
 const requireCjs = createRequire(import.meta.url);
@@ -80,18 +89,18 @@ async function loadTfNode(pkg: '@tensorflow/tfjs-node-gpu' | '@tensorflow/tfjs-n
 async function tryTensorflow(reasons: string[]): Promise<SelectedBackend | null> {
   const gpu = await loadTfNode('@tensorflow/tfjs-node-gpu');
   if (gpu.tf && gpu.gpu) {
-    return { name: 'tensorflow', detail: 'tensorflow (@tensorflow/tfjs-node-gpu on a CUDA GPU)', tf: gpu.tf };
+    return { name: 'tensorflow', detail: 'tensorflow (@tensorflow/tfjs-node-gpu on a CUDA GPU)', tf: gpu.tf, nativeKernels: null };
   }
   if (gpu.tf) {
     // The GPU package fell back to CPU libtensorflow. It has registered the 'tensorflow' backend, so
     // tfjs-node cannot register a second one; it would be the same CPU libtensorflow anyway.
     reasons.push('@tensorflow/tfjs-node-gpu found no usable CUDA GPU');
-    return { name: 'tensorflow', detail: `tensorflow (libtensorflow on the CPU via @tensorflow/tfjs-node-gpu; ${reasons.join('; ')})`, tf: gpu.tf };
+    return { name: 'tensorflow', detail: `tensorflow (libtensorflow on the CPU via @tensorflow/tfjs-node-gpu; ${reasons.join('; ')})`, tf: gpu.tf, nativeKernels: null };
   }
   if (gpu.problem) reasons.push(gpu.problem);
   const cpu = await loadTfNode('@tensorflow/tfjs-node');
   if (cpu.tf) {
-    return { name: 'tensorflow', detail: `tensorflow (@tensorflow/tfjs-node, libtensorflow on the CPU${reasons.length ? `; ${reasons.join('; ')}` : ''})`, tf: cpu.tf };
+    return { name: 'tensorflow', detail: `tensorflow (@tensorflow/tfjs-node, libtensorflow on the CPU${reasons.length ? `; ${reasons.join('; ')}` : ''})`, tf: cpu.tf, nativeKernels: null };
   }
   if (cpu.problem) reasons.push(cpu.problem);
   return null;
@@ -130,7 +139,8 @@ async function tryWasm(reasons: string[]): Promise<SelectedBackend | null> {
       `${kernels.length} training kernels added`,
       dnnl.version ? `convolutions by oneDNN ${dnnl.version} (native)` : `convolutions by XNNPACK in wasm: ${dnnl.problem}`,
     ];
-    return { name: 'wasm', detail: `wasm (${parts.join(', ')}${reasons.length ? `; ${reasons.join('; ')}` : ''})`, tf: tfjs };
+    const nativeKernels: NativeKernels | null = dnnl.version ? { library: 'oneDNN', version: dnnl.version, kernels: dnnl.kernels } : null;
+    return { name: 'wasm', detail: `wasm (${parts.join(', ')}${reasons.length ? `; ${reasons.join('; ')}` : ''})`, tf: tfjs, nativeKernels };
   } catch (e) {
     reasons.push(`the wasm backend failed to start (${errorText(e)})`);
     return null;
@@ -185,5 +195,5 @@ async function activateCpu(reasons: string[]): Promise<SelectedBackend> {
   if (!(await tfjs.setBackend('cpu'))) throw new Error("tfjs 'cpu' backend failed to initialise");
   await tfjs.ready();
   const note = 'pure JavaScript, slowest: its conv filter gradients are ~100x slower than wasm';
-  return { name: 'cpu', detail: `cpu (${note}${reasons.length ? `; ${reasons.join('; ')}` : ''})`, tf: tfjs };
+  return { name: 'cpu', detail: `cpu (${note}${reasons.length ? `; ${reasons.join('; ')}` : ''})`, tf: tfjs, nativeKernels: null };
 }

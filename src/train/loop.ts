@@ -9,7 +9,7 @@ import { CubeStore } from './cubes.js';
 import { PatchSampler, validationBatches, ELEKTRONN_GREY_AUGMENT, type Batch } from './sampler.js';
 import { buildUNet, checkPatchShape, type UNetConfig } from './models.js';
 import { lazyNll } from './loss.js';
-import { selectBackend, type BackendPreference } from './backend.js';
+import { selectBackend, type BackendPreference, type NativeKernels } from './backend.js';
 import { chooseThreads, TrainPool } from './pool.js';
 import { listCheckpoints, loadLatestCheckpoint, saveCheckpoint, saveModel } from './checkpoint.js';
 import { lineChart, htmlPage } from '../report/svg.js';
@@ -71,6 +71,8 @@ export interface TrainReport {
   ok: boolean;
   backend: string;
   backendDetail: string;
+  /** The native (oneDNN) kernels the wasm backend ran, or null. */
+  nativeKernels: NativeKernels | null;
   /** Compute threads used (main thread + pool workers). */
   threads: number;
   runDir: string;
@@ -375,6 +377,7 @@ export async function train(opts: TrainOptions): Promise<TrainReport> {
       ok: stoppedBy === 'steps',
       backend: backend.name,
       backendDetail: backend.detail,
+      nativeKernels: backend.nativeKernels,
       threads,
       runDir,
       modelDir: path.join(runDir, 'model'),
