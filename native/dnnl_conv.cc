@@ -141,10 +141,28 @@ napi_value fail(napi_env env, const char* msg) {
   return nullptr;
 }
 
+// The call's first n arguments; false (a JS error thrown, naming the usage) when fewer came.
+bool takeArgs(napi_env env, napi_callback_info info, size_t n, napi_value* argv, const char* usage) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) == napi_ok && argc >= n) return true;
+  fail(env, usage);
+  return false;
+}
+
+// The wasm heap's bytes; false (a JS error thrown) when v is not an ArrayBuffer.
+bool takeHeap(napi_env env, napi_value v, char** data, size_t* bytes, const char* who) {
+  void* d = nullptr;
+  if (napi_get_arraybuffer_info(env, v, &d, bytes) == napi_ok) {
+    *data = static_cast<char*>(d);
+    return true;
+  }
+  fail(env, (std::string(who) + ": heap must be an ArrayBuffer").c_str());
+  return false;
+}
+
 napi_value Conv(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 5) return fail(env, "conv(op, dims, heap, offsets, threads)");
+  if (!takeArgs(env, info, 5, argv, "conv(op, dims, heap, offsets, threads)")) return nullptr;
   int32_t op = 0, threads = 1;
   napi_get_value_int32(env, argv[0], &op);
   napi_get_value_int32(env, argv[4], &threads);
@@ -153,9 +171,9 @@ napi_value Conv(napi_env env, napi_callback_info info) {
   void* dimsData = nullptr;
   if (napi_get_typedarray_info(env, argv[1], &tt, &len, &dimsData, nullptr, nullptr) != napi_ok || tt != napi_int32_array || len != kDims)
     return fail(env, "conv: dims must be an Int32Array of 27");
-  void* heapData = nullptr;
+  char* heapData = nullptr;
   size_t heapBytes = 0;
-  if (napi_get_arraybuffer_info(env, argv[2], &heapData, &heapBytes) != napi_ok) return fail(env, "conv: heap must be an ArrayBuffer");
+  if (!takeHeap(env, argv[2], &heapData, &heapBytes, "conv")) return nullptr;
   double offs[4] = {-1, -1, -1, -1};
   uint32_t nOffs = 0;
   napi_get_array_length(env, argv[3], &nOffs);
@@ -168,7 +186,7 @@ napi_value Conv(napi_env env, napi_callback_info info) {
   Shape s;
   static_assert(sizeof(Shape) == kDims * sizeof(int), "Shape layout");
   std::memcpy(&s, dimsData, sizeof(Shape));
-  auto at = [&](double o) -> float* { return o < 0 ? nullptr : reinterpret_cast<float*>(static_cast<char*>(heapData) + static_cast<size_t>(o)); };
+  auto at = [&](double o) -> float* { return o < 0 ? nullptr : reinterpret_cast<float*>(heapData + static_cast<size_t>(o)); };
   try {
     // Before building: oneDNN sizes a primitive's work split for the thread count current at creation.
     omp_set_num_threads(threads);
@@ -237,19 +255,16 @@ napi_value Conv(napi_env env, napi_callback_info info) {
 // copyRows(heap, jobs): jobs is a Float64Array of [dst, dstStride, src, srcStride, rowBytes, rows] groups
 // (bytes): strided row copies inside the heap, what Concat and SplitV are made of. memcpy, no oneDNN.
 napi_value CopyRows(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 2) return fail(env, "copyRows(heap, jobs)");
-  void* heapData = nullptr;
+  char* heap = nullptr;
   size_t heapBytes = 0;
-  if (napi_get_arraybuffer_info(env, argv[0], &heapData, &heapBytes) != napi_ok) return fail(env, "copyRows: heap must be an ArrayBuffer");
+  if (!takeArgs(env, info, 2, argv, "copyRows(heap, jobs)") || !takeHeap(env, argv[0], &heap, &heapBytes, "copyRows")) return nullptr;
   napi_typedarray_type tt;
   size_t len = 0;
   void* jobsData = nullptr;
   if (napi_get_typedarray_info(env, argv[1], &tt, &len, &jobsData, nullptr, nullptr) != napi_ok || tt != napi_float64_array || len % 6 != 0)
     return fail(env, "copyRows: jobs must be a Float64Array of 6-tuples");
   const double* jobs = static_cast<const double*>(jobsData);
-  char* heap = static_cast<char*>(heapData);
   const double limit = static_cast<double>(heapBytes);
   for (size_t j = 0; j < len; j += 6) {
     const double dst = jobs[j], dstStride = jobs[j + 1], src = jobs[j + 2], srcStride = jobs[j + 3], rowBytes = jobs[j + 4], rows = jobs[j + 5];
@@ -272,12 +287,10 @@ napi_value CopyRows(napi_env env, napi_callback_info info) {
 // sumRows(heap, src, rows, cols, dst): dst[c] = sum over r of src[r * cols + c] (float32 in and out, byte
 // offsets), accumulated in double: the bias gradients, i.e. Sum over all but the channel axis.
 napi_value SumRows(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
   napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 5) return fail(env, "sumRows(heap, src, rows, cols, dst)");
-  void* heapData = nullptr;
+  char* heapData = nullptr;
   size_t heapBytes = 0;
-  if (napi_get_arraybuffer_info(env, argv[0], &heapData, &heapBytes) != napi_ok) return fail(env, "sumRows: heap must be an ArrayBuffer");
+  if (!takeArgs(env, info, 5, argv, "sumRows(heap, src, rows, cols, dst)") || !takeHeap(env, argv[0], &heapData, &heapBytes, "sumRows")) return nullptr;
   double src = 0, rows = 0, cols = 0, dst = 0;
   napi_get_value_double(env, argv[1], &src);
   napi_get_value_double(env, argv[2], &rows);
@@ -287,12 +300,12 @@ napi_value SumRows(napi_env env, napi_callback_info info) {
   if (src < 0 || dst < 0 || rows < 0 || cols < 1 || src + rows * cols * 4 > limit || dst + cols * 4 > limit)
     return fail(env, "sumRows: operand outside the heap");
   const size_t nr = static_cast<size_t>(rows), nc = static_cast<size_t>(cols);
-  const float* in = reinterpret_cast<const float*>(static_cast<char*>(heapData) + static_cast<size_t>(src));
+  const float* in = reinterpret_cast<const float*>(heapData + static_cast<size_t>(src));
   std::vector<double> acc(nc, 0.0);
   for (size_t r = 0; r < nr; r++, in += nc) {
     for (size_t c = 0; c < nc; c++) acc[c] += in[c];
   }
-  float* out = reinterpret_cast<float*>(static_cast<char*>(heapData) + static_cast<size_t>(dst));
+  float* out = reinterpret_cast<float*>(heapData + static_cast<size_t>(dst));
   for (size_t c = 0; c < nc; c++) out[c] = static_cast<float>(acc[c]);
   return nullptr;
 }

@@ -123,7 +123,8 @@ async function tryWasm(reasons: string[]): Promise<SelectedBackend | null> {
     const dir = wasmBinaryDir();
     if (dir && !tfjs.findBackend('wasm')) setWasmPaths(dir + path.sep);
     const kernels = registerWasmTrainingKernels();
-    // oneDNN convolutions on top, where the native addon was built; the wasm ones are their fallback.
+    // The native addon's kernels on top (oneDNN convolutions and pooling, row copies, bias sums), where it was
+    // built; the wasm ones become their fallbacks.
     const dnnl = registerDnnlKernels();
     if (!(await tfjs.setBackend('wasm'))) {
       reasons.push('the wasm backend failed to initialise (are the tfjs-backend-wasm .wasm files present?)');
