@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DNNL_ADDON_PATH, DNNL_KERNELS } from '../src/train/dnnlKernels.js';
 import { BIN, runCli, schemaErrors, tmpDir } from './helpers.js';
 
 describe('lazylabel demo', () => {
@@ -45,10 +46,14 @@ describe('lazylabel train and predict', () => {
     const tr = JSON.parse(t.stdout);
     expect(schemaErrors('train-report', tr)).toEqual([]);
     expect(tr.backend).toBe('wasm');
+    // The native kernels are reported wherever the addon is built (null otherwise), the same in both reports.
+    const native = fs.existsSync(DNNL_ADDON_PATH) ? { library: 'oneDNN', version: expect.any(String), kernels: [...DNNL_KERNELS] } : null;
+    expect(tr.nativeKernels).toEqual(native);
     const p = runCli(['predict', '--model', run, '--raw', `${path.join(demo, 'data', 'test.h5')}:raw`, '-o', path.join(demo, 'p.h5'), '--json']);
     expect(p.code, p.stderr).toBe(0);
     const pr = JSON.parse(p.stdout);
     expect(schemaErrors('predict-report', pr)).toEqual([]);
+    expect(pr.nativeKernels).toEqual(native);
     expect(pr.classCounts.reduce((a: number, b: number) => a + b, 0)).toBe(16 * 96 * 96);
     // human output names the backend
     const h = runCli(['predict', '--model', run, '--raw', path.join(demo, 'data', 'test.h5'), '-o', path.join(demo, 'p.h5'), '--force']);

@@ -7,7 +7,7 @@ import { openLabelVolume } from './scan.js';
 import { writeAtomically } from '../io/atomic.js';
 import { rawSpatialShape } from '../core/checkRules.js';
 import { tilesInRow, volumeTiles, type Tile } from '../core/tiles.js';
-import { selectBackend, type BackendPreference } from '../train/backend.js';
+import { selectBackend, type BackendPreference, type NativeKernels } from '../train/backend.js';
 import { loadModel } from '../train/checkpoint.js';
 import { requiredMultiples } from '../train/models.js';
 import type { RunConfig } from '../train/loop.js';
@@ -87,6 +87,8 @@ export interface PredictReport {
   ok: boolean;
   output: string;
   backend: string;
+  /** The native (oneDNN) kernels the wasm backend ran, or null; absent when the caller passed a loaded model and in a report joined by `merge`. */
+  nativeKernels?: NativeKernels | null;
   /** Compute threads that predicted (main thread + pool workers); absent in a report joined by `merge`. */
   threads?: number;
   shape: number[];
@@ -143,6 +145,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
   let model: tfType.LayersModel;
   let config: RunConfig;
   let backendName: string;
+  let nativeKernels: NativeKernels | null | undefined;
   if (opts.loaded) {
     ({ tf, model, config } = opts.loaded);
     backendName = opts.loaded.backend;
@@ -150,6 +153,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
     const backend = await selectBackend(opts.backend ?? 'auto');
     tf = backend.tf;
     backendName = backend.name;
+    nativeKernels = backend.nativeKernels;
     const loaded = await loadModel(tf, opts.model);
     model = loaded.model;
     config = loaded.state.config as RunConfig;
@@ -281,6 +285,7 @@ export async function predict(opts: PredictOptions): Promise<PredictReport> {
       ok: true,
       output: target,
       backend: backendName,
+      ...(nativeKernels !== undefined ? { nativeKernels } : {}),
       threads: (pool as TrainPool | null)?.threads ?? 1,
       shape: spatial,
       nLab,
