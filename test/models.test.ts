@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { buildUNet, checkPatchShape, modelSummary, requiredMultiples, type UNetConfig } from '../src/train/models.js';
 import { registerWasmTrainingKernels, setIm2colChunkFloats, WASM_TRAINING_KERNELS } from '../src/train/wasmKernels.js';
 import { selectBackend } from '../src/train/backend.js';
-import { expectMaxPool3dMatchesReference, expectWasmMatchesCpu, withGrads } from './tfCompare.js';
+import { expectMaxPool3dMatchesReference, expectWasmMatchesCpu, MAX_POOL_2D_CASES, maxPool2dGrad, maxPool3dWithGrad, withGrads } from './tfCompare.js';
 
 // This file checks the wasm (XNNPACK + JS) kernels, so the oneDNN ones, which would replace the
 // convolutions where the native addon is built, stay off here; test/dnnl.test.ts checks those.
@@ -187,12 +187,7 @@ describe('wasm training kernels', () => {
   it('MaxPool3D / MaxPool3DGrad match cpu (incl. negative values)', async () => {
     for (const size of [[1, 2, 2], [2, 2, 2]] as Array<[number, number, number]>) {
       // Continuous random inputs: no ties, so the argmax convention does not matter.
-      await expectWasmMatchesCpu(() => {
-        const x = rnd([2, 4, 6, 6, 3], 7);
-        const y = tf.maxPool3d(x as tf.Tensor5D, size, size, 'valid');
-        const dy = rnd(y.shape, 8);
-        return [y, tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool3d(v as tf.Tensor5D, size, size, 'valid'), dy)))(x)];
-      });
+      await expectWasmMatchesCpu(() => maxPool3dWithGrad(size));
     }
     // The stock kernel started its max at FLT_MIN: all-zero and all-negative windows must give 0 / the max.
     await tf.setBackend('wasm');
@@ -205,18 +200,7 @@ describe('wasm training kernels', () => {
 
   it('MaxPoolGrad (2D) matches cpu: tiling windows, and a remainder the stride leaves', async () => {
     // (Padded windows go to the stock kernel, unchanged; U-Net patches are multiples of the pool factors.)
-    const cases: Array<[number[], number | [number, number], 'same' | 'valid']> = [
-      [[2, 8, 6, 3], 2, 'valid'],
-      [[1, 7, 9, 2], 2, 'valid'], // last row / column belong to no window: their gradient is 0
-      [[1, 6, 9, 2], [2, 3], 'same'],
-    ];
-    for (const [shape, size, pad] of cases) {
-      await expectWasmMatchesCpu(() => {
-        const x = rnd(shape, 7);
-        const dy = rnd(tf.maxPool(x as tf.Tensor4D, size, size, pad).shape, 8);
-        return [tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(v as tf.Tensor4D, size, size, pad), dy)))(x)];
-      });
-    }
+    for (const [shape, size, pad] of MAX_POOL_2D_CASES) await expectWasmMatchesCpu(() => maxPool2dGrad(shape, size, pad));
   });
 
   it('MaxPool3D / MaxPool3DGrad with uneven windows or padding match a plain reference', async () => {

@@ -78,3 +78,25 @@ export function expectMaxPool3dMatchesReference(shape: number[], size: [number, 
   expect(Array.from(yv)).toEqual(Array.from(refY));
   Array.from(gv).forEach((g, i) => expect(g).toBeCloseTo(refG[i]!, 5));
 }
+
+/** 2D max-pooling cases: tiling windows, a remainder the stride leaves (its gradient is 0), and 'same' windows. */
+export const MAX_POOL_2D_CASES: Array<[number[], number | [number, number], 'same' | 'valid']> = [
+  [[2, 8, 6, 3], 2, 'valid'],
+  [[1, 7, 9, 2], 2, 'valid'],
+  [[1, 6, 9, 2], [2, 3], 'same'],
+];
+
+/** The gradient of a 2D max pooling of random x for a random dy (continuous values: no ties). */
+export function maxPool2dGrad(shape: number[], size: number | [number, number], pad: 'same' | 'valid'): tf.Tensor[] {
+  const x = tf.randomUniform(shape, -1, 1, 'float32', 7);
+  const dy = tf.randomUniform(tf.maxPool(x as tf.Tensor4D, size, size, pad).shape, -1, 1, 'float32', 8);
+  return [tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(v as tf.Tensor4D, size, size, pad), dy)))(x)];
+}
+
+/** A 'valid' 3D max pooling of random [2, 4, 6, 6, 3] values and its gradient for a random dy (no ties). */
+export function maxPool3dWithGrad(size: [number, number, number]): tf.Tensor[] {
+  const x = tf.randomUniform([2, 4, 6, 6, 3], -1, 1, 'float32', 7);
+  const y = tf.maxPool3d(x as tf.Tensor5D, size, size, 'valid');
+  const dy = tf.randomUniform(y.shape, -1, 1, 'float32', 8);
+  return [y, tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.maxPool3d(v as tf.Tensor5D, size, size, 'valid'), dy)))(x)];
+}
