@@ -40,8 +40,12 @@ const args = process.argv.slice(2);
 // compiling HDF5's 3.5 MB WebAssembly now, on V8's background threads, while the CLI's modules load and parse
 // the arguments. The vendored h5wasm instantiates this module (scripts/build-cli.js); ~15 ms less per start.
 const hdf5Wasm = new URL('../dist/vendor/h5wasm/hdf5_util.wasm', import.meta.url);
+// Except for `check` and `suggest-prios`: they read files in h5py's and h5wasm's default format without libhdf5
+// (src/io/h5direct.ts), and an unused compile still held the process ~30 ms at exit (V8 finishes it first).
+// Files in other formats make them load libhdf5 when they get to one.
+const readsWithoutLibhdf5 = args[0] === 'check' || args[0] === 'suggest-prios';
 const runsCommand = args.length > 0 && !args[0].startsWith('-') && args[0] !== 'completion' && !args.some((a) => a === '--help' || a === '-h');
-if (runsCommand && entry.includes('/dist/cli-bundle/') && fs.existsSync(hdf5Wasm)) {
+if (runsCommand && !readsWithoutLibhdf5 && entry.includes('/dist/cli-bundle/') && fs.existsSync(hdf5Wasm)) {
   // Read synchronously (~10 ms): fs.promises.readFile reads in 512 KiB steps, each waiting for a turn of this
   // thread's event loop, which is busy loading modules; the read then finished ~100 ms later and the compile
   // after it was on every command's critical path. null on failure: the vendored h5wasm then compiles the

@@ -235,27 +235,32 @@ function maskClassesCase(): { file: string; shape: number[]; expected: Int16Arra
 }
 
 describe('bundled worker entries', () => {
-  it('the tally worker counts an h5py-written volume as the library does', async () => {
-    const file = fixture('check', 'dense3d_int16_chunked.h5');
-    const f = new stock.File(file, 'r');
-    const ds = f.get('lab') as InstanceType<H5['Dataset']>;
-    const [shape, values] = [ds.shape as number[], ds.value as Int16Array];
-    f.close();
-    const expected = new LabelTally(3);
-    expected.add(values, false);
-    const worker = new Worker(pathToFileURL(path.join(BUNDLE, 'ops', 'tallyWorker.js')));
-    try {
-      const shared = new BigInt64Array(new SharedArrayBuffer(16));
-      const half = Math.floor(shape[0]! / 2);
-      worker.postMessage({ file, key: 'lab', nLab: 3, isFloat: false, boxes: [{ starts: [0, 0, 0], ends: [half, shape[1], shape[2]] }, { starts: [half, 0, 0], ends: shape }], shared: shared.buffer });
-      const [m] = (await once(worker, 'message')) as [{ type: string; tally: { classCounts: number[]; ignored: number; voxels: number } }];
-      expect(m.type).toBe('done');
-      const want = expected.result();
-      expect({ classCounts: m.tally.classCounts, ignored: m.tally.ignored, voxels: m.tally.voxels }).toEqual({ classCounts: want.classCounts, ignored: want.ignored, voxels: want.voxels });
-    } finally {
-      await worker.terminate();
-    }
-  });
+  for (const kind of ['boxes', 'direct'] as const) {
+    it(`the tally worker counts an h5py-written volume as the library does (${kind === 'boxes' ? 'boxes through libhdf5' : 'chunks without libhdf5'})`, async () => {
+      const file = fixture('check', 'dense3d_int16_chunked.h5');
+      const f = new stock.File(file, 'r');
+      const ds = f.get('lab') as InstanceType<H5['Dataset']>;
+      const [shape, values] = [ds.shape as number[], ds.value as Int16Array];
+      f.close();
+      const expected = new LabelTally(3);
+      expected.add(values, false);
+      const worker = new Worker(pathToFileURL(path.join(BUNDLE, 'ops', 'tallyWorker.js')));
+      try {
+        const shared = new BigInt64Array(new SharedArrayBuffer(16));
+        const half = Math.floor(shape[0]! / 2);
+        const source = kind === 'boxes'
+          ? { kind, file, key: 'lab', isFloat: false, boxes: [{ starts: [0, 0, 0], ends: [half, shape[1], shape[2]] }, { starts: [half, 0, 0], ends: shape }] }
+          : { kind, file, key: 'lab', pieceBytes: 1 << 20 };
+        worker.postMessage({ source, nLab: 3, shared: shared.buffer });
+        const [m] = (await once(worker, 'message')) as [{ type: string; tally: { classCounts: number[]; ignored: number; voxels: number } }];
+        expect(m.type).toBe('done');
+        const want = expected.result();
+        expect({ classCounts: m.tally.classCounts, ignored: m.tally.ignored, voxels: m.tally.voxels }).toEqual({ classCounts: want.classCounts, ignored: want.ignored, voxels: want.voxels });
+      } finally {
+        await worker.terminate();
+      }
+    });
+  }
 
   it('the convert worker maps mask + classes as the library does', async () => {
     const { file, shape, expected } = maskClassesCase();

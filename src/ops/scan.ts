@@ -1,9 +1,11 @@
 /** Gather the facts about one label cube from disk: label metadata, a slab-by-slab tally, `info`, raw shape. */
 import os from 'node:os';
 import { isLazyLabelError, LazyLabelError } from '../errors.js';
-import { tallyBoxesWithWorker } from './tallyWorkerPool.js';
 import type { H5Source } from '../io/hdf5.js';
 import { openVolume, type VolumeReader } from '../io/volume.js';
+import { DirectReadError } from '../io/h5chunks.js';
+import { DirectH5File } from '../io/h5direct.js';
+import type { NumericArray } from '../io/dtype.js';
 import type { CubeFacts } from '../core/checkRules.js';
 import { LabelTally, type LabelTallyResult } from '../core/labelTally.js';
 import type { RawInfo } from '../core/infoMask.js';
@@ -29,10 +31,15 @@ export interface ScanOptions {
    */
   knownTally?: LabelTallyResult;
   /**
-   * Count an HDF5 volume with a worker thread sharing the boxes (default: volumes of TALLY_WORKER_MIN_VOXELS
+   * Count an HDF5 volume with a worker thread sharing the boxes or chunks (default: volumes of TALLY_WORKER_MIN_VOXELS
    * or more on a machine with 2+ cores; the worker's start-up, ~0.3 s, would outweigh it on smaller ones).
    */
   tallyWorker?: boolean;
+  /**
+   * Read files in h5py's and h5wasm's default format without libhdf5 (io/h5direct.ts; default true). false:
+   * everything through libhdf5 (for comparisons).
+   */
+  directRead?: boolean;
 }
 
 /** Volumes from this size on are counted by two threads by default. */
@@ -64,7 +71,12 @@ export async function tallyLabels(vol: VolumeReader, nLab: number, opts: ScanOpt
     // a view holds only the heap copy of the voxels
     const all = [...boxes(vol.shape, vol.dtype.bytes, Math.min(slabMB, VIEW_BOX_MB), vol.chunks)];
     const useWorker = opts.tallyWorker ?? (total >= TALLY_WORKER_MIN_VOXELS && os.availableParallelism() > 1);
-    if (useWorker && vol.format === 'hdf5') return tallyBoxesWithWorker(vol, nLab, all, isFloat, onProgress);
+    if (useWorker && vol.format === 'hdf5') {
+      // loaded here: it brings worker_threads and libhdf5's loader, which a command that never gets here need not load
+      const { tallyWithWorker } = await import('./tallyWorkerPool.js');
+      const mine = { count: all.length, isFloat, read: (i: number) => vol.readBoxView!(all[i]!.starts, all[i]!.ends)! };
+      return tallyWithWorker({ kind: 'boxes', file: vol.file, key: vol.key, isFloat, boxes: all.map(({ starts, ends }) => ({ starts, ends })) }, mine, nLab, total, onProgress);
+    }
     let done = 0;
     for (const box of all) {
       const view = vol.readBoxView(box.starts, box.ends)!;
@@ -80,6 +92,73 @@ export async function tallyLabels(vol: VolumeReader, nLab: number, opts: ScanOpt
     onProgress({ label: vol.file, done: slab.end * rowVoxels, total });
   }
   return tally.result();
+}
+
+/** Count every voxel of a volume given in units of any order; null when one cannot be read outside libhdf5 or they do not add up. */
+function tallyUnits(units: { count: number; read(i: number): NumericArray }, nLab: number, total: number, label: string, onProgress: ProgressFn): LabelTallyResult | null {
+  const tally = new LabelTally(nLab);
+  let done = 0;
+  try {
+    for (let i = 0; i < units.count; i++) {
+      const values = units.read(i);
+      tally.add(values, false);
+      done += values.length;
+      onProgress({ label, done, total });
+    }
+  } catch (e) {
+    if (e instanceof DirectReadError) return null;
+    throw e;
+  }
+  return done === total ? tally.result() : null;
+}
+
+/**
+ * Facts read without libhdf5 (h5direct.ts: the default format of h5py and h5wasm, integer labels of at most 4
+ * bytes), or null where that reader does not apply: then gatherCubeFacts reads through libhdf5. Saves a short
+ * command the wait for libhdf5 to load, and reads chunks with native zlib.
+ */
+async function gatherDirectFacts(ref: CubeRef, nLab: number, opts: ScanOptions): Promise<CubeFacts | null> {
+  const file = DirectH5File.open(ref.label);
+  if (!file) return null;
+  try {
+    const label = file.dataset(ref.labelKey);
+    if (!label || label === 'absent' || (label.shape.length !== 2 && label.shape.length !== 3)) return null;
+    if (label.dtype.kind === 'float' || label.dtype.bytes > 4) return null;
+    const infoDs = file.dataset(ref.infoKey);
+    if (infoDs === null) return null;
+    const infoData = infoDs === 'absent' ? null : file.readAll(infoDs);
+    if (infoDs !== 'absent' && !infoData) return null;
+    let raw: CubeFacts['raw'];
+    if (ref.raw) {
+      const rawFile = DirectH5File.open(ref.raw);
+      const rawDs = rawFile?.dataset(ref.rawKey ?? 'raw');
+      rawFile?.close();
+      if (!rawDs || rawDs === 'absent') return null;
+      raw = { shape: rawDs.shape };
+    }
+    const total = label.shape.reduce((a, b) => a * b, 1);
+    const onProgress = opts.onProgress ?? noProgress;
+    const pieceBytes = (opts.slabMB ?? DEFAULT_SLAB_MB) * 2 ** 20;
+    const units = file.units(label, pieceBytes);
+    let tally: LabelTallyResult | null;
+    if (opts.knownTally && opts.knownTally.voxels === total) tally = opts.knownTally;
+    else if (opts.tallyWorker ?? (total >= TALLY_WORKER_MIN_VOXELS && os.availableParallelism() > 1)) {
+      const { tallyWithWorker } = await import('./tallyWorkerPool.js');
+      // any failure (a chunk that does not decode, here or in the worker): libhdf5 reads the volume and reports it
+      tally = await tallyWithWorker({ kind: 'direct', file: ref.label, key: ref.labelKey, pieceBytes }, { ...units, isFloat: false }, nLab, total, onProgress).catch(() => null);
+    } else tally = tallyUnits(units, nLab, total, ref.label, onProgress);
+    if (!tally) return null;
+    const facts: CubeFacts = {
+      nLab,
+      label: { shape: label.shape, dtype: label.dtype, typeName: label.dtype.name },
+      tally,
+      info: infoDs === 'absent' ? null : { shape: infoDs.shape, data: infoData!, isFloat: infoDs.dtype.kind === 'float' },
+      offset: ref.offset,
+    };
+    return raw ? { ...facts, raw } : facts;
+  } finally {
+    file.close();
+  }
 }
 
 /**
@@ -128,6 +207,8 @@ export function readInfo(src: H5Source, infoKey: string): RawInfo | null {
 /** Facts for the rules, or the user error that prevented reading them (missing file, corrupt, no dataset). */
 export async function gatherCubeFacts(ref: CubeRef, nLab: number, opts: ScanOptions = {}): Promise<{ facts?: CubeFacts; failure?: LazyLabelError }> {
   try {
+    const direct = opts.directRead === false ? null : await gatherDirectFacts(ref, nLab, opts);
+    if (direct) return { facts: direct };
     const vol = await openLabelVolume(ref.label, ref.labelKey);
     let facts: CubeFacts;
     try {
