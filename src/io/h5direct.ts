@@ -66,7 +66,6 @@ export class DirectH5File {
         return buf.subarray(0, n);
       };
       const sb = readSuperblock(readAt, size);
-      if (sb.version > 1) unsupported('newer superblock');
       return new DirectH5File(path, fd, sb, readAt);
     } catch {
       // not in the format read here, or unreadable: libhdf5 then opens it and says what is wrong
@@ -87,11 +86,11 @@ export class DirectH5File {
     try {
       let header = this.sb.base + this.sb.root;
       for (const name of key.split('/').filter(Boolean)) {
-        const found = this.lookup(readObjectHeader(this.readAt, this.sb, header, true), name);
+        const found = this.lookup(readObjectHeader(this.readAt, this.sb, header), name);
         if (found === 'absent') return found;
         header = this.sb.base + found;
       }
-      const messages = readObjectHeader(this.readAt, this.sb, header, true);
+      const messages = readObjectHeader(this.readAt, this.sb, header);
       if (messages.some((m) => m.type === MSG_EXTERNAL_FILES)) return null;
       const space = only(messages, MSG_DATASPACE);
       const type = only(messages, MSG_DATATYPE);

@@ -1,7 +1,8 @@
 /**
  * The structures of the HDF5 file format that h5direct.ts reads without libhdf5: superblock, object headers and
  * their messages (dataspace, datatype, layout, filter pipeline, links), version-1 B-trees of chunks. Only what
- * h5py, h5wasm and ELEKTRONN write by default is understood (layout message version 3, deflate and shuffle);
+ * h5py, h5wasm and ELEKTRONN write by default is understood (superblock 0/1, version-1 object headers, layout
+ * message version 3, deflate and shuffle);
  * anything else or inconsistent throws Unsupported, and the caller reads through libhdf5, which knows every case
  * and reports damage properly. (h5wasm 0.10 is built without H5Dget_chunk_info / H5Dread_chunk, so chunk
  * positions cannot be had from libhdf5.) Spec: "HDF5 File Format Specification Version 3.0", II.B, III, IV.A.
@@ -123,21 +124,12 @@ export function readSuperblock(readAt: ReadAt, fileSize: number): Superblock {
     if (!SIGNATURE.every((b, i) => head[i] === b)) continue;
     const f = new Fields(head, 8);
     const version = f.u8();
-    // where the base address and the root group's object header address are
-    let baseField: number;
-    let rootField: number;
-    if (version === 0 || version === 1) {
-      f.skip(4); // free-space, root group and shared-header versions, reserved
-      if (f.u8() !== 8 || f.u8() !== 8) unsupported('offsets or lengths not 8 bytes');
-      baseField = version === 0 ? 24 : 28;
-      rootField = baseField + 32 + 8; // base, free space, end of file, driver info; then the root's symbol table entry
-    } else if (version === 2 || version === 3) {
-      if (f.u8() !== 8 || f.u8() !== 8) unsupported('offsets or lengths not 8 bytes');
-      baseField = 12;
-      rootField = 36;
-    } else {
-      return unsupported(`superblock version ${version}`);
-    }
+    // superblocks 2 and 3 (libver 'v108' and newer) come with version-2 object headers: left to libhdf5
+    if (version !== 0 && version !== 1) unsupported(`superblock version ${version}`);
+    f.skip(4); // free-space, root group and shared-header versions, reserved
+    if (f.u8() !== 8 || f.u8() !== 8) unsupported('offsets or lengths not 8 bytes');
+    const baseField = version === 0 ? 24 : 28;
+    const rootField = baseField + 32 + 8; // base, free space, end of file, driver info; then the root's symbol table entry
     // addresses are relative to the superblock's position (a user block may precede it); libhdf5 uses that
     // position whatever the base address field says, as here
     if (new Fields(head, baseField).u64() === undefined) unsupported('undefined base address');
@@ -154,68 +146,35 @@ export interface Message {
   body: Fields;
 }
 
-/** Every message of the object header at absolute position `at`, continuation blocks followed; `v1Only`: refuse version 2 headers. */
-export function readObjectHeader(readAt: ReadAt, sb: Superblock, at: number, v1Only = false): Message[] {
+/**
+ * Every message of the version-1 object header at absolute position `at`, continuation blocks followed. Version-2
+ * headers ("OHDR", with checksums libhdf5 verifies) are not read here.
+ */
+export function readObjectHeader(readAt: ReadAt, sb: Superblock, at: number): Message[] {
+  const prefix = new Fields(readAt(at, 16));
+  if (prefix.u8() !== 1) unsupported('object header version');
+  prefix.skip(7); // reserved, number of messages, reference count
+  // the 12-byte prefix is padded to 16; then the first block of messages
+  const blocks = [{ at: at + 16, length: prefix.u32() }];
   const messages: Message[] = [];
-  const blocks: { at: number; length: number; first: boolean }[] = [];
-  const prefix = readAt(at, 16 + 22);
-  let version: 1 | 2;
-  let start: number;
-  let length: number;
-  let trackOrder = false;
-  if (prefix[0] === 1) {
-    version = 1;
-    const f = new Fields(prefix, 8);
-    length = f.u32();
-    start = at + 16;
-  } else if (!v1Only && String.fromCharCode(...prefix.subarray(0, 4)) === 'OHDR' && prefix[4] === 2) {
-    version = 2;
-    const f = new Fields(prefix, 5);
-    const flags = f.u8();
-    trackOrder = (flags & 0x04) !== 0;
-    if (flags & 0x20) f.skip(16);
-    if (flags & 0x10) f.skip(4);
-    length = f.uN(1 << (flags & 3));
-    start = at + f.offset;
-  } else {
-    return unsupported('object header version');
-  }
-  blocks.push({ at: start, length, first: true });
   for (let b = 0; b < blocks.length; b++) {
     if (b > 64) unsupported('too many header blocks');
     const block = blocks[b]!;
     if (block.at + block.length > sb.fileSize || block.length > 1 << 24) unsupported('header block outside the file');
-    let bytes = readAt(block.at, block.length);
+    const bytes = readAt(block.at, block.length);
     if (bytes.length !== block.length) unsupported('header block truncated');
-    if (version === 2) {
-      if (!block.first) {
-        if (String.fromCharCode(...bytes.subarray(0, 4)) !== 'OCHK') unsupported('continuation block signature');
-        bytes = bytes.subarray(4, bytes.length - 4);
-      }
-    }
     const f = new Fields(bytes);
-    const headerSize = version === 1 ? 8 : trackOrder ? 6 : 4;
-    while (f.offset + headerSize <= bytes.length) {
-      let type: number;
-      let size: number;
-      let flags: number;
-      if (version === 1) {
-        type = f.u16();
-        size = f.u16();
-        flags = f.u8();
-        f.skip(3);
-      } else {
-        type = f.u8();
-        size = f.u16();
-        flags = f.u8();
-        if (trackOrder) f.skip(2);
-      }
+    while (f.offset + 8 <= bytes.length) {
+      const type = f.u16();
+      const size = f.u16();
+      const flags = f.u8();
+      f.skip(3);
       const body = new Fields(bytes.subarray(f.offset, f.offset + size));
       f.skip(size);
       if (type === MSG_CONTINUATION) {
         const next = body.u64() ?? unsupported('undefined continuation');
         const nextLength = body.u64() ?? unsupported('undefined continuation length');
-        blocks.push({ at: sb.base + next, length: nextLength, first: false });
+        blocks.push({ at: sb.base + next, length: nextLength });
       } else {
         messages.push({ type, flags, body });
       }

@@ -113,11 +113,11 @@ function tallyUnits(units: { count: number; read(i: number): NumericArray }, nLa
 }
 
 /**
- * Facts read without libhdf5 (h5direct.ts: the default format of h5py and h5wasm, integer labels of at most 4
- * bytes), or null where that reader does not apply: then gatherCubeFacts reads through libhdf5. Saves a short
- * command the wait for libhdf5 to load, and reads chunks with native zlib.
+ * The label's facts read without libhdf5 (h5direct.ts: the default format of h5py and h5wasm, integer labels of
+ * at most 4 bytes), or null where that reader does not apply: then they are read through libhdf5. Saves a short
+ * command the wait for libhdf5 to load, and inflates chunks with native zlib.
  */
-async function gatherDirectFacts(ref: CubeRef, nLab: number, opts: ScanOptions): Promise<CubeFacts | null> {
+async function labelFactsDirect(ref: CubeRef, nLab: number, opts: ScanOptions): Promise<CubeFacts | null> {
   const file = DirectH5File.open(ref.label);
   if (!file) return null;
   try {
@@ -128,14 +128,6 @@ async function gatherDirectFacts(ref: CubeRef, nLab: number, opts: ScanOptions):
     if (infoDs === null) return null;
     const infoData = infoDs === 'absent' ? null : file.readAll(infoDs);
     if (infoDs !== 'absent' && !infoData) return null;
-    let raw: CubeFacts['raw'];
-    if (ref.raw) {
-      const rawFile = DirectH5File.open(ref.raw);
-      const rawDs = rawFile?.dataset(ref.rawKey ?? 'raw');
-      rawFile?.close();
-      if (!rawDs || rawDs === 'absent') return null;
-      raw = { shape: rawDs.shape };
-    }
     const total = label.shape.reduce((a, b) => a * b, 1);
     const onProgress = opts.onProgress ?? noProgress;
     const pieceBytes = (opts.slabMB ?? DEFAULT_SLAB_MB) * 2 ** 20;
@@ -148,17 +140,48 @@ async function gatherDirectFacts(ref: CubeRef, nLab: number, opts: ScanOptions):
       tally = await tallyWithWorker({ kind: 'direct', file: ref.label, key: ref.labelKey, pieceBytes }, { ...units, isFloat: false }, nLab, total, onProgress).catch(() => null);
     } else tally = tallyUnits(units, nLab, total, ref.label, onProgress);
     if (!tally) return null;
-    const facts: CubeFacts = {
+    return {
       nLab,
       label: { shape: label.shape, dtype: label.dtype, typeName: label.dtype.name },
       tally,
       info: infoDs === 'absent' ? null : { shape: infoDs.shape, data: infoData!, isFloat: infoDs.dtype.kind === 'float' },
       offset: ref.offset,
     };
-    return raw ? { ...facts, raw } : facts;
   } finally {
     file.close();
   }
+}
+
+/** The label's facts through the volume readers (libhdf5 for HDF5; zarr, N5, TIFF, PNG). */
+async function labelFacts(ref: CubeRef, nLab: number, opts: ScanOptions): Promise<CubeFacts> {
+  const vol = await openLabelVolume(ref.label, ref.labelKey);
+  try {
+    const scannable = vol.dtype !== null && (vol.shape.length === 2 || vol.shape.length === 3);
+    return {
+      nLab,
+      label: { shape: vol.shape, dtype: vol.dtype, typeName: vol.typeName },
+      tally: !scannable ? null : opts.knownTally && opts.knownTally.voxels === vol.shape.reduce((a, b) => a * b, 1) ? opts.knownTally : await tallyLabels(vol, nLab, opts),
+      info: await readInfoOf(ref.label, ref.infoKey, vol),
+      offset: ref.offset,
+    };
+  } finally {
+    vol.close();
+  }
+}
+
+/** The raw volume's shape: without libhdf5 where h5direct.ts reads the file, else through the volume readers. */
+async function rawShapeOf(raw: string, rawKey: string, directRead: boolean): Promise<number[]> {
+  const file = directRead ? DirectH5File.open(raw) : null;
+  const ds = file?.dataset(rawKey);
+  file?.close();
+  if (ds && ds !== 'absent') return ds.shape;
+  const vol = await openVolume(raw, rawKey).catch(async (e: unknown) => {
+    if (isLazyLabelError(e) && e.code === 'dataset-missing' && !/\.(h5|hdf5|hdf|he5)$/i.test(raw)) return openVolume(raw);
+    throw e;
+  });
+  const shape = vol.shape;
+  vol.close();
+  return shape;
 }
 
 /**
@@ -207,32 +230,10 @@ export function readInfo(src: H5Source, infoKey: string): RawInfo | null {
 /** Facts for the rules, or the user error that prevented reading them (missing file, corrupt, no dataset). */
 export async function gatherCubeFacts(ref: CubeRef, nLab: number, opts: ScanOptions = {}): Promise<{ facts?: CubeFacts; failure?: LazyLabelError }> {
   try {
-    const direct = opts.directRead === false ? null : await gatherDirectFacts(ref, nLab, opts);
-    if (direct) return { facts: direct };
-    const vol = await openLabelVolume(ref.label, ref.labelKey);
-    let facts: CubeFacts;
-    try {
-      const scannable = vol.dtype !== null && (vol.shape.length === 2 || vol.shape.length === 3);
-      facts = {
-        nLab,
-        label: { shape: vol.shape, dtype: vol.dtype, typeName: vol.typeName },
-        tally: !scannable ? null : opts.knownTally && opts.knownTally.voxels === vol.shape.reduce((a, b) => a * b, 1) ? opts.knownTally : await tallyLabels(vol, nLab, opts),
-        info: await readInfoOf(ref.label, ref.infoKey, vol),
-        offset: ref.offset,
-      };
-    } finally {
-      vol.close();
-    }
-    if (ref.raw) {
-      const raw = await openVolume(ref.raw, ref.rawKey ?? 'raw').catch(async (e: unknown) => {
-        if (isLazyLabelError(e) && e.code === 'dataset-missing' && !/\.(h5|hdf5|hdf|he5)$/i.test(ref.raw!)) return openVolume(ref.raw!);
-        throw e;
-      });
-      const rawShape = raw.shape;
-      raw.close();
-      return { facts: { ...facts, raw: { shape: rawShape } } };
-    }
-    return { facts };
+    const directRead = opts.directRead !== false;
+    const facts = (directRead ? await labelFactsDirect(ref, nLab, opts) : null) ?? (await labelFacts(ref, nLab, opts));
+    if (!ref.raw) return { facts };
+    return { facts: { ...facts, raw: { shape: await rawShapeOf(ref.raw, ref.rawKey ?? 'raw', directRead) } } };
   } catch (e) {
     if (isLazyLabelError(e)) return { failure: e };
     throw e;
