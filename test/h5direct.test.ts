@@ -4,6 +4,7 @@
  * fixtures/h5direct/make_h5direct_fixtures.py. Also: what it must hand to libhdf5, and that the counts of
  * check/suggest-prios are the same either way (and with a counting worker thread).
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -111,6 +112,9 @@ describe('DirectH5File on h5py-written files', () => {
       expect(DirectH5File.open(path.join(dir, 'text.h5'))).toBeNull();
       expect(DirectH5File.open(dir)).toBeNull();
       expect(DirectH5File.open(path.join(dir, 'missing.h5'))).toBeNull();
+      const fifo = path.join(dir, 'fifo.h5');
+      execFileSync('mkfifo', [fifo]);
+      expect(DirectH5File.open(fifo)).toBeNull(); // returns at once: a blocking open would hang here
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -52,14 +52,15 @@ export class DirectH5File {
   static open(path: string): DirectH5File | null {
     let fd: number;
     try {
-      // regular files only: opening a FIFO would block, and folders are zarr/N5/image stacks
-      if (!fs.statSync(path).isFile()) return null;
-      fd = fs.openSync(path, 'r');
+      // non-blocking, so that a FIFO does not hang the open; then regular files only (folders are zarr/N5/stacks)
+      fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch {
       return null;
     }
     try {
-      const size = fs.fstatSync(fd).size;
+      const stat = fs.fstatSync(fd);
+      if (!stat.isFile()) throw new Unsupported('not a regular file');
+      const size = stat.size;
       const readAt: ReadAt = (position, length) => {
         const buf = new Uint8Array(Math.max(0, Math.min(length, size - position)));
         const n = buf.length ? fs.readSync(fd, buf, 0, buf.length, position) : 0;
