@@ -109,7 +109,6 @@ export class Fields {
 }
 
 export interface Superblock {
-  version: number;
   /** Absolute position that the file's addresses are relative to. */
   base: number;
   fileSize: number;
@@ -135,7 +134,7 @@ export function readSuperblock(readAt: ReadAt, fileSize: number): Superblock {
     if (new Fields(head, baseField).u64() === undefined) unsupported('undefined base address');
     const base = at;
     const root = new Fields(head, rootField).u64() ?? unsupported('undefined root group');
-    return { version, base, fileSize, root };
+    return { base, fileSize, root };
   }
   return unsupported('no superblock');
 }
@@ -232,7 +231,7 @@ export function readDatatype(m: Message): DType | null {
   return null;
 }
 
-export function readFilters(m: Message | undefined, elementSize: number): ChunkFilter[] {
+function readFilters(m: Message | undefined, elementSize: number): ChunkFilter[] {
   if (!m) return [];
   const f = m.body;
   const version = f.u8();
@@ -295,7 +294,7 @@ export function readLayout(m: Message, rank: number, base: number): Storage {
 }
 
 /** Walk the version-1 B-tree of raw-data chunks (node type 1) depth first. */
-export function readChunkTree(readAt: ReadAt, sb: Superblock, index: ChunkIndex, rank: number, maxChunks: number): ChunkEntry[] {
+function readChunkTree(readAt: ReadAt, sb: Superblock, index: ChunkIndex, rank: number, maxChunks: number): ChunkEntry[] {
   const keySize = 8 + 8 * (rank + 1);
   const chunks: ChunkEntry[] = [];
   const visited = new Set<number>();
